@@ -1,0 +1,93 @@
+package registry
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/nlpodyssey/spago/nn"
+)
+
+// ErrUnknownMethod is returned for a peft_type nobody registered.
+var ErrUnknownMethod = errors.New("unknown peft_type")
+
+// ConfigFile is the name of the adapter configuration file in an adapter
+// directory, as PEFT writes it.
+const ConfigFile = "adapter_config.json"
+
+// Loader loads the adapter stored in dir into model under the adapter name
+// and returns the method's adapter model (for Trainable Tokens, a
+// *trainabletokens.Model).
+type Loader func(model nn.Model, dir, name string) (any, error)
+
+var (
+	methodsMu sync.RWMutex
+	methods   = map[string]Loader{}
+)
+
+// RegisterMethod makes a PEFT method loadable by its peft_type. It panics
+// if the type is registered twice or the loader is nil.
+func RegisterMethod(peftType string, load Loader) {
+	methodsMu.Lock()
+	defer methodsMu.Unlock()
+	if load == nil {
+		panic("registry: RegisterMethod loader is nil")
+	}
+	if _, dup := methods[peftType]; dup {
+		panic("registry: RegisterMethod called twice for " + peftType)
+	}
+	methods[peftType] = load
+}
+
+// Methods lists the registered peft_type names, sorted.
+func Methods() []string {
+	methodsMu.RLock()
+	defer methodsMu.RUnlock()
+	out := make([]string, 0, len(methods))
+	for k := range methods {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// PeftType reads the peft_type of the adapter directory dir.
+func PeftType(dir string) (string, error) {
+	path := filepath.Join(dir, ConfigFile)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("adapter config: %w", err)
+	}
+	var head struct {
+		PeftType *string `json:"peft_type"`
+	}
+	if err := json.Unmarshal(data, &head); err != nil {
+		return "", fmt.Errorf("adapter config %s: malformed JSON: %v", path, err)
+	}
+	if head.PeftType == nil {
+		return "", fmt.Errorf("adapter config %s: missing \"peft_type\"", path)
+	}
+	return *head.PeftType, nil
+}
+
+// LoadAdapter reads dir's peft_type and hands the directory to the method
+// registered for it.
+func LoadAdapter(model nn.Model, dir, name string) (any, error) {
+	t, err := PeftType(dir)
+	if err != nil {
+		return nil, err
+	}
+	methodsMu.RLock()
+	load := methods[t]
+	methodsMu.RUnlock()
+	if load == nil {
+		return nil, fmt.Errorf("%w %q in %s; registered: %s (import the method's package to register it)",
+			ErrUnknownMethod, t, filepath.Join(dir, ConfigFile), strings.Join(Methods(), ", "))
+	}
+	return load(model, dir, name)
+}
