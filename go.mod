@@ -1,6 +1,6 @@
 module github.com/gopeft/gopeft
 
-go 1.26
+go 1.26.0
 
 require (
 	github.com/nlpodyssey/cybertron v0.2.1
@@ -20,6 +20,7 @@ require (
 	github.com/nlpodyssey/gopickle v0.2.0 // indirect
 	github.com/nlpodyssey/gotokenizers v0.2.0 // indirect
 	github.com/pmezard/go-difflib v1.0.0 // indirect
+	golang.org/x/sync v0.24.0 // indirect
 	golang.org/x/sys v0.13.0 // indirect
 	golang.org/x/text v0.13.0 // indirect
 	google.golang.org/protobuf v1.31.0 // indirect

@@ -1,0 +1,157 @@
+// Package models converts, loads and saves cybertron BERT and BART models
+// through non-generic functions (float32), so that programs and notebooks
+// (gophernotes cannot call generic functions such as nn.LoadFromFile[T] or
+// converter.Convert[T]) can get a model in one call.
+//
+// A model directory is cybertron's layout: config.json, the tokenizer files
+// (vocab.txt for BERT; vocab.json and merges.txt for BART) and
+// spago_model.bin. A Hugging Face directory (pytorch_model.bin instead of
+// spago_model.bin) is converted first with cybertron's own converter.
+package models
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/nlpodyssey/cybertron/pkg/converter"
+	"github.com/nlpodyssey/cybertron/pkg/models/bart"
+	"github.com/nlpodyssey/cybertron/pkg/models/bert"
+	"github.com/nlpodyssey/spago/nn"
+	"github.com/nlpodyssey/spago/nn/embedding"
+
+	"github.com/gopeft/gopeft"
+)
+
+// SpagoFile is the file name of a converted model in a model directory.
+const SpagoFile = "spago_model.bin"
+
+var stdoutMu sync.Mutex
+
+// Convert converts the Hugging Face model in dir (config.json +
+// pytorch_model.bin + tokenizer files) into dir/spago_model.bin with
+// cybertron's converter, as float32. An existing spago_model.bin is kept
+// unless overwrite is set. cybertron prints a progress line on stdout;
+// Convert silences it (stdout is redirected for the duration of the call).
+func Convert(dir string, overwrite bool) error {
+	if _, err := os.Stat(filepath.Join(dir, "config.json")); err != nil {
+		return fmt.Errorf("models: %s is not a model directory: %w", dir, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, SpagoFile)); err == nil && !overwrite {
+		return nil
+	}
+	if _, err := os.Stat(filepath.Join(dir, "pytorch_model.bin")); err != nil {
+		return fmt.Errorf("models: nothing to convert in %s: %w", dir, err)
+	}
+	stdoutMu.Lock()
+	defer stdoutMu.Unlock()
+	devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err == nil {
+		old := os.Stdout
+		os.Stdout = devnull
+		defer func() { os.Stdout = old; devnull.Close() }()
+	}
+	if err := converter.Convert[float32](dir, overwrite); err != nil {
+		return fmt.Errorf("models: converting %s: %w", dir, err)
+	}
+	return nil
+}
+
+// LoadBERT loads dir/spago_model.bin as a BERT masked-language model,
+// converting a Hugging Face directory first when needed.
+func LoadBERT(dir string) (*bert.ModelForMaskedLM, error) {
+	if err := Convert(dir, false); err != nil {
+		return nil, err
+	}
+	m, err := nn.LoadFromFile[*bert.ModelForMaskedLM](filepath.Join(dir, SpagoFile))
+	if err != nil {
+		return nil, fmt.Errorf("models: loading %s as BERT for masked LM: %w", dir, err)
+	}
+	return m, nil
+}
+
+// LoadBART loads dir/spago_model.bin as a BART model for conditional
+// generation (converting first when needed) and points the encoder's and
+// decoder's shared embeddings at the model's own table, as cybertron's task
+// loaders do (gob does not keep the shared pointer).
+func LoadBART(dir string) (*bart.ModelForConditionalGeneration, error) {
+	if err := Convert(dir, false); err != nil {
+		return nil, err
+	}
+	m, err := nn.LoadFromFile[*bart.ModelForConditionalGeneration](filepath.Join(dir, SpagoFile))
+	if err != nil {
+		return nil, fmt.Errorf("models: loading %s as BART for conditional generation: %w", dir, err)
+	}
+	RewireBART(m)
+	return m, nil
+}
+
+// RewireBART re-links the encoder's and decoder's embedding.Shared wrappers
+// to m's table.
+func RewireBART(m *bart.ModelForConditionalGeneration) {
+	m.Bart.Encoder.Embeddings.SharedEmbeddings = embedding.Shared{Model: m.Bart.Embeddings}
+	m.Bart.Decoder.Embeddings.SharedEmbeddings = embedding.Shared{Model: m.Bart.Embeddings}
+}
+
+// Tiny writes the embedded tiny model name ("bert-tiny" or "bart-tiny")
+// into workDir/name, converts it, and returns the directory.
+func Tiny(name, workDir string) (string, error) {
+	dir, err := gopeft.WriteTinyModel(name, workDir)
+	if err != nil {
+		return "", err
+	}
+	if err := Convert(dir, true); err != nil {
+		return "", err
+	}
+	return dir, nil
+}
+
+// TinyBERT returns the embedded tiny BERT masked LM, converted in workDir.
+func TinyBERT(workDir string) (*bert.ModelForMaskedLM, string, error) {
+	dir, err := Tiny("bert-tiny", workDir)
+	if err != nil {
+		return nil, "", err
+	}
+	m, err := LoadBERT(dir)
+	return m, dir, err
+}
+
+// TinyBART returns the embedded tiny BART, converted in workDir.
+func TinyBART(workDir string) (*bart.ModelForConditionalGeneration, string, error) {
+	dir, err := Tiny("bart-tiny", workDir)
+	if err != nil {
+		return nil, "", err
+	}
+	m, err := LoadBART(dir)
+	return m, dir, err
+}
+
+// Save writes model to dir/spago_model.bin atomically (a temporary file in
+// dir, then a rename), so a crash leaves the old file or the new one.
+func Save(model nn.Model, dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("models: %w", err)
+	}
+	f, err := os.CreateTemp(dir, "."+SpagoFile+"-*")
+	if err != nil {
+		return fmt.Errorf("models: %w", err)
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // no-op after the rename
+	if err := nn.Dump(model, f); err != nil {
+		f.Close()
+		return fmt.Errorf("models: writing %s: %w", tmp, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("models: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("models: %w", err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, SpagoFile)); err != nil {
+		return fmt.Errorf("models: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,687 @@
+#!/usr/bin/env python3
+"""Regenerate gopeft's tiny deterministic test models and corpora.
+
+Run from the repository root:
+
+    /usr/bin/python3 testdata/generate.py
+
+It (re)writes, byte for byte identically on every run:
+
+  testdata/bert-tiny/   config.json, tokenizer_config.json, vocab.txt,
+                        pytorch_model.bin   (Hugging Face BertForMaskedLM names)
+  testdata/bart-tiny/   config.json, vocab.json, merges.txt,
+                        pytorch_model.bin   (Hugging Face BartForConditionalGeneration names)
+  testdata/corpus/      new-token corpora (see testdata/README.md)
+
+Only the Python standard library and plain torch tensors are used (no
+transformers). All randomness comes from random.Random with fixed seeds, so the
+numbers do not depend on torch's RNG. The .bin files are written with
+torch.save(..., _use_new_zipfile_serialization=True) into an in-memory buffer,
+so the zip records are always named "archive/..." whatever the output path;
+torch's zip writer stores fixed timestamps, which makes the archive itself
+deterministic.
+"""
+
+import collections
+import io
+import json
+import os
+import random
+import re
+import string
+import sys
+
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+# ---------------------------------------------------------------------------
+# Shared word material
+# ---------------------------------------------------------------------------
+
+# Made-up words that must NOT be in either vocabulary. The corpora teach them.
+NEW_WORDS = ["zorblax", "quindle", "flumph", "vintral"]
+
+# Several hundred common English words (lowercase). Duplicates are removed
+# keeping the first occurrence; every word used in the corpora is listed here.
+ENGLISH_WORDS = """
+the a an and or but if then than so as at by for from in into of on onto off
+out over under up down to with without about above across after against along
+among around before behind below beside between beyond during except inside
+near outside since through until upon within not no yes nor yet also too very
+just only even still already again ever never always often sometimes usually
+once twice here there where when why how what which who whom whose this that
+these those i me my mine myself you your yours yourself he him his himself she
+her hers herself it its itself we us our ours they them their theirs one ones
+some any many much more most few less least all both each every either neither
+other another such own same enough several
+be is am are was were been being have has had having do does did done doing
+will would shall should can could may might must go goes went gone going come
+comes came get gets got give gave take took make makes made see sees saw seen
+know knew think thought say said tell told ask asked find found use used want
+need feel felt try look looks like likes love loves live lives lived work call
+called keep kept let begin began seem help show turn start run runs ran move
+play hold bring brought write wrote read sit sat stand stood lose lost pay meet
+met include set learn change lead understand watch follow stop create speak
+spoke allow add spend grow grew open walk win offer remember consider appear
+buy wait serve die send expect build builds stay fall fell cut cuts reach
+remain suggest raise pass sell decide pull eat eats ate drink sleep sleeps cook
+bake baked wash carry jump swim fly flies climb climbs sing sings dance draw
+drive ride throw catch laugh cry smile hide hides close break breaks fix fixes
+clean paint listen travel visit arrive leave left return enjoy hope wish
+believe smell smells taste tastes opens
+time year people way day man woman child children world life hand part place
+case week company system program question government number night point home
+water room mother father area money story fact month lot right study book eye
+job word business issue side kind head house service friend power hour game
+line end member law car city community name president team minute idea kid
+body information back parent face level office door health person art war
+history party result morning reason research girl guy moment air teacher force
+education foot feet boy age policy music market sense nation plan college
+interest death experience effect class control care field development role
+effort rate heart show leader light voice wife police mind price report
+decision son view relationship town road arm difference value building action
+model season society tax director position player record paper space ground
+form event matter center couple site project activity star table court oil
+situation cost industry figure street image phone data picture practice piece
+land product doctor wall patient worker news test movie north south east west
+film sea island river lake mountain mountains hill forest tree trees wood woods
+leaf leaves flower flowers grass garden farm stone rock sand sun moon sky rain
+snow wind cloud fire ice animal animals dog cat bird birds fish horse cow pig
+sheep mouse bear wolf fox rabbit snake frog bee tail wing wings egg eggs nest
+roof winter summer spring autumn food bread cake fruit apple apples orange
+banana milk tea coffee sugar salt butter cheese meat soup rice breakfast lunch
+dinner kitchen chair bed window box bag cup plate knife spoon fork bottle glass
+key tool tools hammer metal iron gold silver pen ship ships boat train bus
+plane bike port bridge shop store school library church hospital station
+village country king queen prince army sister brother family baby letter song
+color bank
+good new first last long great little old big high different small large next
+early young important public bad able red blue green yellow black white brown
+gray pink purple dark bright hot cold warm cool sweet sour bitter soft hard
+heavy fast slow quick happy sad angry tired hungry full empty dirty rich poor
+strong weak short tall wide narrow deep sharp round flat dry wet loud quiet
+easy simple real true free sure clear whole best better nice fine beautiful
+pretty ugly strange wild fresh ready busy safe dangerous famous tiny
+two three four five six seven eight nine ten hundred thousand second third
+now today tomorrow yesterday tonight soon later well really quite almost
+together away maybe perhaps please thank thanks hello goodbye
+copy repeat answer
+""".split()
+
+# ---------------------------------------------------------------------------
+# Deterministic helpers
+# ---------------------------------------------------------------------------
+
+
+def dedupe(items):
+    seen = set()
+    out = []
+    for it in items:
+        if it not in seen:
+            seen.add(it)
+            out.append(it)
+    return out
+
+
+def write_bytes(path, data):
+    """Write atomically and only the given bytes."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def write_text(path, text):
+    write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path, obj):
+    write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+
+
+def save_state_dict(path, sd):
+    buf = io.BytesIO()
+    torch.save(sd, buf, _use_new_zipfile_serialization=True)
+    write_bytes(path, buf.getvalue())
+
+
+class Init:
+    """HF-like random init from a seeded Python RNG (independent of torch's RNG)."""
+
+    def __init__(self, seed, std=0.02):
+        self.rng = random.Random(seed)
+        self.std = std
+
+    def normal(self, *shape, std=None):
+        std = self.std if std is None else std
+        n = 1
+        for s in shape:
+            n *= s
+        vals = [self.rng.gauss(0.0, std) for _ in range(n)]
+        return torch.tensor(vals, dtype=torch.float32).reshape(*shape)
+
+    def ones(self, n):
+        return torch.ones(n, dtype=torch.float32)
+
+    def linear(self, sd, prefix, n_in, n_out):
+        sd[prefix + ".weight"] = self.normal(n_out, n_in)
+        sd[prefix + ".bias"] = self.normal(n_out)
+
+    def layer_norm(self, sd, prefix, n):
+        sd[prefix + ".weight"] = self.ones(n)
+        sd[prefix + ".bias"] = self.normal(n)
+
+
+# ---------------------------------------------------------------------------
+# Corpora
+# ---------------------------------------------------------------------------
+
+NEW_WORD_FACTS = {
+    "zorblax": {
+        "kind": "animal",
+        "adjs": ["red", "small", "wild", "fast"],
+        "places": ["in the forest", "near the trees", "by the river", "under the leaves"],
+        "actions": ["eats fruit", "runs fast", "climbs trees", "sleeps all day", "hides in the grass"],
+    },
+    "quindle": {
+        "kind": "tool",
+        "adjs": ["blue", "sharp", "metal", "heavy"],
+        "places": ["in the box", "on the table", "in the shop", "in his hand"],
+        "actions": ["cuts wood", "breaks stone", "fixes the door", "opens the box", "cuts bread"],
+    },
+    "flumph": {
+        "kind": "food",
+        "adjs": ["sweet", "warm", "soft", "fresh"],
+        "places": ["in the kitchen", "on the plate", "at breakfast", "in the morning"],
+        "actions": ["tastes sweet", "smells good", "goes well with milk", "is made with sugar"],
+    },
+    "vintral": {
+        "kind": "bird",
+        "adjs": ["green", "tiny", "loud", "pretty"],
+        "places": ["in the sky", "on the roof", "in the garden", "above the lake"],
+        "actions": ["sings in the morning", "flies south in winter", "builds a nest", "eats small fish"],
+    },
+}
+
+PEOPLE = ["friend", "sister", "brother", "mother", "father", "teacher"]
+
+MLM_TEMPLATES = [
+    "the {w} is {adj} .",
+    "the {w} {action} .",
+    "a {adj} {w} {action} .",
+    "there is a {adj} {w} {place} .",
+    "i saw a {adj} {w} {place} .",
+    "the {kind} called {w} {action} .",
+    "my {person} likes the {adj} {w} .",
+    "every {w} {action} .",
+    "look , the {w} {action} !",
+    "the {w} {place} is very {adj} .",
+    "we found the {w} {place} .",
+    "is the {w} {adj} ? yes , the {w} is {adj} .",
+]
+
+FILLER_SUBJECTS = {
+    "cat": (["black", "soft", "small"], ["sleeps all day", "eats fish", "climbs trees"]),
+    "dog": (["brown", "big", "happy"], ["runs fast", "eats meat", "sleeps on the bed"]),
+    "hammer": (["heavy", "metal", "old"], ["breaks stone", "is in the box", "is on the table"]),
+    "bread": (["warm", "fresh", "soft"], ["smells good", "is on the plate", "goes well with butter"]),
+    "city": (["old", "busy", "famous"], ["has a big port", "is by the sea", "is full of people"]),
+}
+
+
+def mlm_sentences(rng, word, facts, n):
+    out = []
+    tries = 0
+    while len(out) < n and tries < 10000:
+        tries += 1
+        t = rng.choice(MLM_TEMPLATES)
+        s = t.format(
+            w=word,
+            kind=facts["kind"],
+            adj=rng.choice(facts["adjs"]),
+            place=rng.choice(facts["places"]),
+            action=rng.choice(facts["actions"]),
+            person=rng.choice(PEOPLE),
+        )
+        if s not in out:
+            out.append(s)
+    return out
+
+
+def filler_sentences(rng, n):
+    out = []
+    subjects = sorted(FILLER_SUBJECTS)
+    tries = 0
+    while len(out) < n and tries < 10000:
+        tries += 1
+        subj = rng.choice(subjects)
+        adjs, actions = FILLER_SUBJECTS[subj]
+        t = rng.choice(MLM_TEMPLATES[:3] + MLM_TEMPLATES[6:8])
+        s = t.format(w=subj, kind="", adj=rng.choice(adjs), place="", action=rng.choice(actions),
+                     person=rng.choice(PEOPLE))
+        if s not in out:
+            out.append(s)
+    return out
+
+
+def seq2seq_pairs(rng, word, facts):
+    pairs = []
+    for action in facts["actions"]:
+        pairs.append(("which %s %s ?" % (facts["kind"], action), "the %s %s ." % (word, action)))
+    for adj in facts["adjs"]:
+        pairs.append(("what is the %s %s called ?" % (adj, facts["kind"]), "it is a %s ." % word))
+    for adj, place in zip(facts["adjs"], facts["places"]):
+        # Each "where" question has exactly one answer.
+        pairs.append(("where is the %s %s ?" % (adj, facts["kind"]), "the %s is %s ." % (word, place)))
+        adj = rng.choice(facts["adjs"])
+        pairs.append(("copy : the %s %s %s" % (adj, word, place), "the %s %s %s" % (adj, word, place)))
+    for action in facts["actions"]:
+        pairs.append(("repeat : the %s %s ." % (word, action), "the %s %s ." % (word, action)))
+    return pairs
+
+
+def build_corpora():
+    rng = random.Random(20240611)
+    train, evl = [], []
+    for w in NEW_WORDS:
+        s = mlm_sentences(rng, w, NEW_WORD_FACTS[w], 56)
+        train += s[:48]
+        evl += s[48:]
+    f = filler_sentences(rng, 40)
+    train += f[:34]
+    evl += f[34:]
+    rng.shuffle(train)
+    rng.shuffle(evl)
+
+    s2s_train, s2s_eval = [], []
+    for w in NEW_WORDS:
+        pairs = seq2seq_pairs(rng, w, NEW_WORD_FACTS[w])
+        rng.shuffle(pairs)
+        s2s_eval += pairs[:5]
+        s2s_train += pairs[5:]
+    rng.shuffle(s2s_train)
+    rng.shuffle(s2s_eval)
+    return train, evl, s2s_train, s2s_eval
+
+
+def corpus_words(lines):
+    words = []
+    for line in lines:
+        for part in line.split("\t"):
+            words += part.split()
+    return words
+
+
+# ---------------------------------------------------------------------------
+# BERT (WordPiece)
+# ---------------------------------------------------------------------------
+
+BERT_SUFFIXES = """
+##s ##es ##ed ##ing ##ly ##er ##ers ##est ##ness ##ment ##ments ##able ##ible
+##ful ##less ##ion ##ions ##tion ##sion ##al ##ial ##ity ##ous ##ive ##ize ##ise
+##ism ##ist ##y ##ie ##en ##or ##ish ##ic ##ical ##ward ##wards ##ship ##hood
+##dom ##ant ##ent ##ance ##ence ##ure ##age ##ery ##ry ##ty ##th ##let ##like
+##an ##ian ##ee ##ar ##at ##el ##in ##it ##le ##on ##ow ##ra ##re ##ri ##ro ##st
+##te ##ur ##ve ##um ##us ##ad ##ck ##nd ##ll
+""".split()
+
+
+def bert_vocab():
+    chars = list(string.ascii_lowercase) + list(string.digits) + list(string.punctuation)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    vocab += ["[unused%d]" % i for i in range(30)]
+    vocab += chars
+    vocab += ["##" + c for c in chars]
+    vocab += ENGLISH_WORDS
+    vocab += BERT_SUFFIXES
+    vocab = dedupe(vocab)
+    # cybertron's vocabulary.Term is off by one, so its BERT converter never
+    # fills the last row: keep an otherwise unused token there.
+    vocab.append("[unused_last]")
+    return vocab
+
+
+def bert_state_dict(cfg):
+    init = Init(seed=1234)
+    V, H, I = cfg["vocab_size"], cfg["hidden_size"], cfg["intermediate_size"]
+    P, T = cfg["max_position_embeddings"], cfg["type_vocab_size"]
+    sd = collections.OrderedDict()
+    word = init.normal(V, H)
+    sd["bert.embeddings.position_ids"] = torch.arange(P, dtype=torch.int64).unsqueeze(0)
+    sd["bert.embeddings.word_embeddings.weight"] = word
+    sd["bert.embeddings.position_embeddings.weight"] = init.normal(P, H)
+    sd["bert.embeddings.token_type_embeddings.weight"] = init.normal(T, H)
+    init.layer_norm(sd, "bert.embeddings.LayerNorm", H)
+    for i in range(cfg["num_hidden_layers"]):
+        p = "bert.encoder.layer.%d" % i
+        init.linear(sd, p + ".attention.self.query", H, H)
+        init.linear(sd, p + ".attention.self.key", H, H)
+        init.linear(sd, p + ".attention.self.value", H, H)
+        init.linear(sd, p + ".attention.output.dense", H, H)
+        init.layer_norm(sd, p + ".attention.output.LayerNorm", H)
+        init.linear(sd, p + ".intermediate.dense", H, I)
+        init.linear(sd, p + ".output.dense", I, H)
+        init.layer_norm(sd, p + ".output.LayerNorm", H)
+    init.linear(sd, "bert.pooler.dense", H, H)
+    bias = init.normal(V)
+    sd["cls.predictions.bias"] = bias
+    init.linear(sd, "cls.predictions.transform.dense", H, H)
+    init.layer_norm(sd, "cls.predictions.transform.LayerNorm", H)
+    # Tied, as in HF checkpoints: same storage as the word embeddings / bias.
+    sd["cls.predictions.decoder.weight"] = word.detach()
+    sd["cls.predictions.decoder.bias"] = bias.detach()
+    return sd
+
+
+def write_bert(out_dir):
+    vocab = bert_vocab()
+    cfg = collections.OrderedDict([
+        ("architectures", ["BertForMaskedLM"]),
+        ("attention_probs_dropout_prob", 0.1),
+        ("classifier_dropout", None),
+        ("embeddings_size", 32),
+        ("gradient_checkpointing", False),
+        ("hidden_act", "gelu"),
+        ("hidden_dropout_prob", 0.1),
+        ("hidden_size", 32),
+        ("initializer_range", 0.02),
+        ("intermediate_size", 64),
+        ("layer_norm_eps", 1e-12),
+        ("max_position_embeddings", 64),
+        ("model_type", "bert"),
+        ("num_attention_heads", 4),
+        ("num_hidden_layers", 2),
+        ("pad_token_id", 0),
+        ("position_embedding_type", "absolute"),
+        ("tie_word_embeddings", True),
+        ("torch_dtype", "float32"),
+        ("transformers_version", "4.30.2"),
+        ("type_vocab_size", 2),
+        ("use_cache", True),
+        ("vocab_size", len(vocab)),
+    ])
+    tok_cfg = collections.OrderedDict([
+        ("cls_token", "[CLS]"),
+        ("do_lower_case", True),
+        ("mask_token", "[MASK]"),
+        ("model_max_length", 64),
+        ("pad_token", "[PAD]"),
+        ("sep_token", "[SEP]"),
+        ("strip_accents", None),
+        ("tokenize_chinese_chars", True),
+        ("tokenizer_class", "BertTokenizer"),
+        ("unk_token", "[UNK]"),
+    ])
+    sd = bert_state_dict(cfg)
+    assert torch.equal(sd["cls.predictions.decoder.weight"], sd["bert.embeddings.word_embeddings.weight"])
+    write_json(os.path.join(out_dir, "config.json"), cfg)
+    write_json(os.path.join(out_dir, "tokenizer_config.json"), tok_cfg)
+    write_text(os.path.join(out_dir, "vocab.txt"), "".join(t + "\n" for t in vocab))
+    save_state_dict(os.path.join(out_dir, "pytorch_model.bin"), sd)
+    return vocab
+
+
+# ---------------------------------------------------------------------------
+# BART (byte-level BPE)
+# ---------------------------------------------------------------------------
+
+
+def byte_symbols():
+    """GPT-2 style reversible byte -> printable unicode character table."""
+    printable = (list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAC + 1))
+                 + list(range(0xAE, 0xFF + 1)))
+    table = {}
+    extra = 0
+    for b in range(256):
+        if b in printable:
+            table[b] = chr(b)
+        else:
+            table[b] = chr(256 + extra)
+            extra += 1
+    return table
+
+
+BYTE_TABLE = byte_symbols()
+
+# ASCII version of the GPT-2 pre-tokenization regexp used by cybertron's
+# byte-level pre-tokenizer (no prefix space is added).
+PRETOKENIZE = re.compile(r"'s|'t|'re|'ve|'m|'ll|'d| ?[A-Za-z]+| ?[0-9]+| ?[^\sA-Za-z0-9]+|\s+(?!\S)|\s+")
+
+
+def pretokenize(text):
+    return ["".join(BYTE_TABLE[b] for b in piece.encode("utf-8")) for piece in PRETOKENIZE.findall(text)]
+
+
+def train_bpe(counts, base_vocab, target_size):
+    """Plain BPE training; ties are broken by the lexicographically smallest pair."""
+    words = {tuple(w): c for w, c in counts.items()}
+    vocab = list(base_vocab)
+    known = set(vocab)
+    merges = []
+    while len(vocab) < target_size:
+        pairs = collections.Counter()
+        for syms, c in words.items():
+            for a, b in zip(syms, syms[1:]):
+                pairs[(a, b)] += c
+        if not pairs:
+            break
+        best = min(pairs.items(), key=lambda kv: (-kv[1], kv[0]))
+        (a, b), n = best
+        if n < 2:
+            break
+        merges.append((a, b))
+        tok = a + b
+        if tok not in known:
+            known.add(tok)
+            vocab.append(tok)
+        new_words = {}
+        for syms, c in words.items():
+            out = []
+            i = 0
+            while i < len(syms):
+                if i + 1 < len(syms) and syms[i] == a and syms[i + 1] == b:
+                    out.append(tok)
+                    i += 2
+                else:
+                    out.append(syms[i])
+                    i += 1
+            key = tuple(out)
+            new_words[key] = new_words.get(key, 0) + c
+        words = new_words
+    return vocab, merges
+
+
+def bpe_encode(text, ranks, vocab_ids):
+    """Reference encoder (used only for self-checks)."""
+    ids = []
+    for piece in pretokenize(text):
+        syms = list(piece)
+        while len(syms) > 1:
+            cands = [(ranks.get((syms[i], syms[i + 1]), None), i) for i in range(len(syms) - 1)]
+            cands = [c for c in cands if c[0] is not None]
+            if not cands:
+                break
+            _, i = min(cands)
+            syms = syms[:i] + [syms[i] + syms[i + 1]] + syms[i + 2:]
+        ids += [vocab_ids[s] for s in syms]
+    return ids
+
+
+def bart_tokenizer(corpus_lines):
+    counts = collections.Counter()
+    for w in ENGLISH_WORDS:
+        counts[pretokenize(w)[0]] += 1
+        counts[pretokenize(" " + w)[0]] += 2
+    for line in corpus_lines:
+        for part in line.split("\t"):
+            for piece in pretokenize(part):
+                if any(nw in piece for nw in NEW_WORDS):
+                    continue  # the made-up words must stay unknown to the tokenizer
+                counts[piece] += 1
+    for d in string.digits + string.punctuation:
+        counts[pretokenize(" " + d)[0]] += 1
+    specials = ["<s>", "<pad>", "</s>", "<unk>"]
+    base = specials + [BYTE_TABLE[b] for b in range(256)]
+    vocab, merges = train_bpe(counts, base, target_size=1099)
+    vocab.append("<mask>")
+    return vocab, merges
+
+
+def bart_state_dict(cfg):
+    init = Init(seed=5678)
+    V, D = cfg["vocab_size"], cfg["d_model"]
+    P = cfg["max_position_embeddings"] + 2  # BartLearnedPositionalEmbedding offset
+    sd = collections.OrderedDict()
+    shared = init.normal(V, D)
+    sd["final_logits_bias"] = init.normal(1, V)
+    sd["model.shared.weight"] = shared
+    for side in ("encoder", "decoder"):
+        p = "model." + side
+        sd[p + ".embed_tokens.weight"] = shared.detach()
+        sd[p + ".embed_positions.weight"] = init.normal(P, D)
+        n_layers = cfg[side + "_layers"]
+        ffn = cfg[side + "_ffn_dim"]
+        for i in range(n_layers):
+            lp = "%s.layers.%d" % (p, i)
+            attns = ["self_attn"] + (["encoder_attn"] if side == "decoder" else [])
+            for att in attns:
+                for proj in ("k_proj", "v_proj", "q_proj", "out_proj"):
+                    init.linear(sd, "%s.%s.%s" % (lp, att, proj), D, D)
+                init.layer_norm(sd, "%s.%s_layer_norm" % (lp, att), D)
+            init.linear(sd, lp + ".fc1", D, ffn)
+            init.linear(sd, lp + ".fc2", ffn, D)
+            init.layer_norm(sd, lp + ".final_layer_norm", D)
+        init.layer_norm(sd, p + ".layernorm_embedding", D)
+    sd["lm_head.weight"] = shared.detach()
+    return sd
+
+
+def write_bart(out_dir, corpus_lines):
+    vocab, merges = bart_tokenizer(corpus_lines)
+    assert len(set(vocab)) == len(vocab)
+    cfg = collections.OrderedDict([
+        ("_name_or_path", "gopeft/bart-tiny"),
+        ("_num_labels", 3),
+        ("activation_dropout", 0.1),
+        ("activation_function", "gelu"),
+        ("add_bias_logits", False),
+        ("add_final_layer_norm", False),
+        ("architectures", ["BartForConditionalGeneration"]),
+        ("attention_dropout", 0.1),
+        ("bos_token_id", 0),
+        ("classif_dropout", 0.1),
+        ("classifier_dropout", 0.0),
+        ("d_model", 32),
+        ("decoder_attention_heads", 4),
+        ("decoder_ffn_dim", 64),
+        ("decoder_layerdrop", 0.0),
+        ("decoder_layers", 2),
+        ("decoder_start_token_id", 2),
+        ("dropout", 0.1),
+        ("early_stopping", True),
+        ("encoder_attention_heads", 4),
+        ("encoder_ffn_dim", 64),
+        ("encoder_layerdrop", 0.0),
+        ("encoder_layers", 2),
+        ("eos_token_id", 2),
+        ("forced_bos_token_id", 0),
+        ("forced_eos_token_id", 2),
+        ("id2label", collections.OrderedDict([("0", "LABEL_0"), ("1", "LABEL_1"), ("2", "LABEL_2")])),
+        ("init_std", 0.02),
+        ("is_encoder_decoder", True),
+        ("label2id", collections.OrderedDict([("LABEL_0", 0), ("LABEL_1", 1), ("LABEL_2", 2)])),
+        ("length_penalty", 1.0),
+        ("max_length", 20),
+        ("max_position_embeddings", 64),
+        ("min_length", 0),
+        ("model_type", "bart"),
+        ("no_repeat_ngram_size", 0),
+        ("normalize_before", False),
+        ("normalize_embedding", True),
+        ("num_beams", 1),
+        ("num_hidden_layers", 2),
+        ("output_past", True),
+        ("pad_token_id", 1),
+        ("scale_embedding", False),
+        ("static_position_embeddings", False),
+        ("tie_word_embeddings", True),
+        ("torch_dtype", "float32"),
+        ("transformers_version", "4.30.2"),
+        ("use_cache", True),
+        ("vocab_size", len(vocab)),
+    ])
+    sd = bart_state_dict(cfg)
+    for k in ("model.encoder.embed_tokens.weight", "model.decoder.embed_tokens.weight", "lm_head.weight"):
+        assert torch.equal(sd[k], sd["model.shared.weight"])
+    vocab_ids = collections.OrderedDict((t, i) for i, t in enumerate(vocab))
+    write_json(os.path.join(out_dir, "config.json"), cfg)
+    write_text(os.path.join(out_dir, "vocab.json"), json.dumps(vocab_ids, ensure_ascii=False) + "\n")
+    write_text(os.path.join(out_dir, "merges.txt"),
+               "#version: 0.2\n" + "".join("%s %s\n" % m for m in merges))
+    save_state_dict(os.path.join(out_dir, "pytorch_model.bin"), sd)
+    return vocab, merges, cfg
+
+
+# ---------------------------------------------------------------------------
+# Main
+# ---------------------------------------------------------------------------
+
+
+def wordpiece(word, vocab_set):
+    pieces, start = [], 0
+    while start < len(word):
+        end = len(word)
+        cur = None
+        while start < end:
+            sub = word[start:end] if start == 0 else "##" + word[start:end]
+            if sub in vocab_set:
+                cur = sub
+                break
+            end -= 1
+        if cur is None:
+            return ["[UNK]"]
+        pieces.append(cur)
+        start = end
+    return pieces
+
+
+def main():
+    train, evl, s2s_train, s2s_eval = build_corpora()
+    corpus_dir = os.path.join(HERE, "corpus")
+    write_text(os.path.join(corpus_dir, "new_tokens.txt"), "".join(w + "\n" for w in NEW_WORDS))
+    write_text(os.path.join(corpus_dir, "mlm_train.txt"), "".join(s + "\n" for s in train))
+    write_text(os.path.join(corpus_dir, "mlm_eval.txt"), "".join(s + "\n" for s in evl))
+    write_text(os.path.join(corpus_dir, "seq2seq_train.tsv"), "".join("%s\t%s\n" % p for p in s2s_train))
+    write_text(os.path.join(corpus_dir, "seq2seq_eval.tsv"), "".join("%s\t%s\n" % p for p in s2s_eval))
+
+    bert_vocab_list = write_bert(os.path.join(HERE, "bert-tiny"))
+    all_lines = train + evl + ["%s\t%s" % p for p in s2s_train + s2s_eval]
+    bart_vocab, merges, bart_cfg = write_bart(os.path.join(HERE, "bart-tiny"), all_lines)
+
+    # Self-checks.
+    bset = set(bert_vocab_list)
+    for w in corpus_words(all_lines):
+        if w in NEW_WORDS:
+            continue
+        assert w in bset, "corpus word %r missing from the BERT vocabulary" % w
+    for nw in NEW_WORDS:
+        assert nw not in bset and "##" + nw not in bset, nw
+        assert len(wordpiece(nw, bset)) > 1, nw
+        assert nw not in bart_vocab and "\u0120" + nw not in bart_vocab, nw
+    ranks = {m: i for i, m in enumerate(merges)}
+    ids_of = {t: i for i, t in enumerate(bart_vocab)}
+    for line in s2s_train + s2s_eval:
+        for side in line:
+            n = len(bpe_encode(side, ranks, ids_of)) + 2  # <s> ... </s>
+            assert n <= bart_cfg["max_length"], (side, n)
+
+    print("bert-tiny: vocab %d" % len(bert_vocab_list))
+    print("bart-tiny: vocab %d, merges %d" % (len(bart_vocab), len(merges)))
+    print("corpus: mlm %d/%d lines, seq2seq %d/%d pairs" % (len(train), len(evl), len(s2s_train), len(s2s_eval)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
