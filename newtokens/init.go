@@ -1,0 +1,157 @@
+package newtokens
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"strings"
+
+	"github.com/nlpodyssey/spago/mat"
+	"github.com/nlpodyssey/spago/nn/embedding"
+
+	"github.com/gopeft/gopeft/internal/rows"
+)
+
+// Init says how the rows of new tokens start.
+type Init int
+
+const (
+	// InitMean (the default) sets each new row to the mean of the table's
+	// existing rows, skipping rows that are exactly zero (untrained or
+	// unconverted rows, as Unsloth skips them; cybertron's BERT converter
+	// leaves the last vocabulary row zero). Plain mean, no noise: the result
+	// is deterministic. This is transformers' mean resizing without its
+	// noise, and Unsloth's add_new_tokens(method="mean").
+	InitMean Init = iota
+	// InitRandom draws each element from N(0, σ²), σ being the population
+	// standard deviation of all elements of the table's existing non-zero
+	// rows, from a PCG generator seeded by Options.Seed.
+	InitRandom
+	// InitSubtokenMean sets each new row to the average of the rows of the
+	// tokens the string tokenized into before it was added (with the
+	// tokenizer passed to AddTokens, including tokens added earlier),
+	// leaving out the unknown token ([UNK], <unk>). When nothing is left
+	// (the string tokenized to unknown tokens only, or to nothing) the token
+	// falls back to InitMean, reported in Result.PerToken. Unsloth's
+	// method="interpolation" with interpolation weight 1.
+	InitSubtokenMean
+)
+
+var initNames = []string{"mean", "random", "subtoken_mean"}
+
+// String returns "mean", "random" or "subtoken_mean".
+func (i Init) String() string {
+	if i >= 0 && int(i) < len(initNames) {
+		return initNames[i]
+	}
+	return fmt.Sprintf("Init(%d)", int(i))
+}
+
+// ParseInit parses "mean", "random" or "subtoken_mean" (case-insensitive;
+// "subtoken-mean" and "subtokenmean" are accepted too).
+func ParseInit(s string) (Init, error) {
+	norm := strings.NewReplacer("-", "_", " ", "_").Replace(strings.ToLower(strings.TrimSpace(s)))
+	if norm == "subtokenmean" {
+		norm = "subtoken_mean"
+	}
+	for i, n := range initNames {
+		if n == norm {
+			return Init(i), nil
+		}
+	}
+	return 0, fmt.Errorf("newtokens: unknown init %q; expected one of %s", s, strings.Join(initNames, ", "))
+}
+
+func (i Init) valid() bool { return i >= InitMean && i <= InitSubtokenMean }
+
+// rowSet gives float64 copies of the rows of a vocab-sized table: an
+// embedding table or the weight matrix of an output projection.
+type rowSet interface {
+	count() int
+	row(i int) []float64
+}
+
+type embRows struct{ e *embedding.Model }
+
+func (r embRows) count() int { return len(r.e.Weights) }
+func (r embRows) row(i int) []float64 {
+	return rows.Get(r.e.Weights[i].Value().(mat.Matrix), 0, r.e.Dim)
+}
+
+type matRows struct {
+	m    mat.Matrix
+	cols int
+}
+
+func (r matRows) count() int          { return r.m.Shape()[0] }
+func (r matRows) row(i int) []float64 { return rows.Get(r.m, i, r.cols) }
+
+func isZero(v []float64) bool {
+	for _, x := range v {
+		if x != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// stats holds what the strategies need from one table.
+type stats struct {
+	mean []float64 // mean of the non-zero rows
+	std  float64   // population std of all elements of the non-zero rows
+}
+
+func tableStats(r rowSet, dim int) stats {
+	sum := make([]float64, dim)
+	n := 0
+	var total, totalSq float64
+	for i := 0; i < r.count(); i++ {
+		v := r.row(i)
+		if isZero(v) {
+			continue
+		}
+		n++
+		for j, x := range v {
+			sum[j] += x
+			total += x
+			totalSq += x * x
+		}
+	}
+	s := stats{mean: sum}
+	if n == 0 {
+		return s
+	}
+	for j := range sum {
+		sum[j] /= float64(n)
+	}
+	m := float64(n * dim)
+	mu := total / m
+	s.std = math.Sqrt(math.Max(0, totalSq/m-mu*mu))
+	return s
+}
+
+func averageRows(r rowSet, ids []int, dim int) []float64 {
+	out := make([]float64, dim)
+	for _, id := range ids {
+		for j, x := range r.row(id) {
+			out[j] += x
+		}
+	}
+	for j := range out {
+		out[j] /= float64(len(ids))
+	}
+	return out
+}
+
+func normalRow(rng *rand.Rand, dim int, std float64) []float64 {
+	out := make([]float64, dim)
+	for j := range out {
+		out[j] = rng.NormFloat64() * std
+	}
+	return out
+}
+
+// newRNG returns the generator InitRandom uses for a seed.
+func newRNG(seed uint64) *rand.Rand {
+	return rand.New(rand.NewPCG(seed, 0x6e6577746f6b656e))
+}

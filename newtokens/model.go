@@ -1,0 +1,680 @@
+package newtokens
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"reflect"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/nlpodyssey/cybertron/pkg/models/bart"
+	"github.com/nlpodyssey/cybertron/pkg/models/bert"
+	"github.com/nlpodyssey/cybertron/pkg/vocabulary"
+	"github.com/nlpodyssey/spago/mat"
+	"github.com/nlpodyssey/spago/nn"
+	"github.com/nlpodyssey/spago/nn/embedding"
+	"github.com/nlpodyssey/spago/nn/linear"
+
+	"github.com/gopeft/gopeft/internal/rows"
+)
+
+var (
+	// ErrInvalidTokens wraps every error about the requested tokens.
+	ErrInvalidTokens = errors.New("newtokens: invalid tokens")
+	// ErrUnsupportedModel wraps errors about the model (its type or an
+	// inconsistent state).
+	ErrUnsupportedModel = errors.New("newtokens: unsupported model")
+)
+
+// supported lists the model types AddTokens accepts.
+var supported = []string{
+	"*bert.ModelForMaskedLM",
+	"*bert.Model",
+	"*bert.ModelForSequenceClassification",
+	"*bert.ModelForTokenClassification",
+	"*bert.ModelForQuestionAnswering",
+	"*bert.ModelForSequenceEncoding",
+	"*bart.ModelForConditionalGeneration",
+	"*bart.Model",
+	"*bart.ModelForSequenceClassification",
+}
+
+// SupportedModels returns the Go types of the models AddTokens accepts.
+func SupportedModels() []string { return append([]string(nil), supported...) }
+
+// Options configures AddTokens. The zero value (and nil) means InitMean.
+type Options struct {
+	// Init is how the new rows start (InitMean, InitRandom,
+	// InitSubtokenMean).
+	Init Init
+	// Seed seeds InitRandom.
+	Seed uint64
+}
+
+// TokenInit says how one new token's rows were initialised.
+type TokenInit struct {
+	AddedToken
+	// Init is the strategy actually used: InitMean when InitSubtokenMean fell
+	// back.
+	Init Init
+	// Subtokens are the ids whose rows were averaged (InitSubtokenMean), and
+	// SubtokenStrings their tokens.
+	Subtokens       []int
+	SubtokenStrings []string
+}
+
+// Result describes what AddTokens did.
+type Result struct {
+	// Model is the model's Go type, e.g. "*bert.ModelForMaskedLM".
+	Model string
+	// Tokens are the added strings and IDs their new ids, consecutive from
+	// OldVocabSize, in the order given: ready for
+	// trainabletokens.Config.TokenIndices.
+	Tokens []string
+	IDs    []int
+	// OldVocabSize and NewVocabSize are the embedding table's row counts
+	// before and after.
+	OldVocabSize, NewVocabSize int
+	// Init is the requested strategy; PerToken has what each token got.
+	Init     Init
+	PerToken []TokenInit
+	// Output names the grown output projection ("" if the model has none):
+	// "Layers[3]" (BERT MLM decoder) or "Projection" (BART).
+	Output string
+	// OutputTied reports that the output projection was a copy of the input
+	// table (every non-zero input row equal to its projection row), so its
+	// new rows were set equal to the new input rows. Otherwise they were
+	// initialised by the same strategy from the projection's own rows.
+	// The projection bias of every new token is the mean of the existing
+	// bias entries.
+	OutputTied bool
+	// Tokenizer is the tokenizer that now knows the tokens (the one passed
+	// to AddTokens, or the one created for a BERT model when nil was passed).
+	Tokenizer *Tokenizer
+}
+
+// target is a resolved model: the pieces AddTokens touches.
+type target struct {
+	typeName string
+	kind     string
+	table    *embedding.Model
+	out      *linear.Model
+	outName  string
+	// BERT
+	bert  *bert.Model
+	vocab *vocabulary.Vocabulary
+	// BART
+	bart     *bart.Model
+	gen      *bart.ModelForConditionalGeneration
+	wrappers []*embedding.Shared
+}
+
+func resolve(model nn.Model) (*target, error) {
+	if model == nil || reflect.ValueOf(model).Kind() == reflect.Pointer && reflect.ValueOf(model).IsNil() {
+		return nil, fmt.Errorf("%w: model is nil", ErrUnsupportedModel)
+	}
+	t := &target{typeName: fmt.Sprintf("%T", model)}
+	switch m := model.(type) {
+	case *bert.ModelForMaskedLM:
+		t.bert = m.Bert
+		if len(m.Layers) != 4 {
+			return nil, fmt.Errorf("%w: %s has %d Layers, expected 4 (the last being the MLM decoder)", ErrUnsupportedModel, t.typeName, len(m.Layers))
+		}
+		lin, ok := m.Layers[3].(*linear.Model)
+		if !ok {
+			return nil, fmt.Errorf("%w: %s.Layers[3] is %T, expected *linear.Model (add tokens before wrapping or replacing the output layer)", ErrUnsupportedModel, t.typeName, m.Layers[3])
+		}
+		t.out, t.outName = lin, "Layers[3]"
+	case *bert.Model:
+		t.bert = m
+	case *bert.ModelForSequenceClassification:
+		t.bert = m.Bert
+	case *bert.ModelForTokenClassification:
+		t.bert = m.Bert
+	case *bert.ModelForQuestionAnswering:
+		t.bert = m.Bert
+	case *bert.ModelForSequenceEncoding:
+		t.bert = m.Bert
+	case *bart.ModelForConditionalGeneration:
+		t.bart, t.gen = m.Bart, m
+		t.out, t.outName = m.Projection, "Projection"
+	case *bart.Model:
+		t.bart = m
+	case *bart.ModelForSequenceClassification:
+		t.bart = m.Bart
+	default:
+		return nil, fmt.Errorf("%w: %T; supported: %s", ErrUnsupportedModel, model, strings.Join(supported, ", "))
+	}
+	if t.bert != nil {
+		t.kind = KindBERT
+		if t.bert.Embeddings == nil || t.bert.Embeddings.Tokens == nil {
+			return nil, fmt.Errorf("%w: %s has no Bert.Embeddings.Tokens table", ErrUnsupportedModel, t.typeName)
+		}
+		t.table = t.bert.Embeddings.Tokens
+		t.vocab = t.bert.Embeddings.Vocab
+		if t.vocab == nil {
+			return nil, fmt.Errorf("%w: %s has no vocabulary (Bert.Embeddings.Vocab is nil, as bert.New leaves it; set it before adding tokens)", ErrUnsupportedModel, t.typeName)
+		}
+		return t, nil
+	}
+	if t.bart == nil {
+		return nil, fmt.Errorf("%w: %s has no Bart model", ErrUnsupportedModel, t.typeName)
+	}
+	t.kind = KindBART
+	t.table = t.bart.Embeddings
+	if t.table == nil {
+		return nil, fmt.Errorf("%w: %s has no shared embedding table (Bart.Embeddings is nil)", ErrUnsupportedModel, t.typeName)
+	}
+	if t.bart.Encoder == nil || t.bart.Encoder.Embeddings == nil || t.bart.Decoder == nil || t.bart.Decoder.Embeddings == nil {
+		return nil, fmt.Errorf("%w: %s lacks its encoder or decoder embeddings", ErrUnsupportedModel, t.typeName)
+	}
+	t.wrappers = []*embedding.Shared{&t.bart.Encoder.Embeddings.SharedEmbeddings, &t.bart.Decoder.Embeddings.SharedEmbeddings}
+	return t, nil
+}
+
+// check validates the model's current state.
+func (t *target) check() error {
+	e := t.table
+	v := len(e.Weights)
+	if v == 0 {
+		return fmt.Errorf("%w: the embedding table of %s has no rows", ErrUnsupportedModel, t.typeName)
+	}
+	if e.Size != v {
+		return fmt.Errorf("%w: the embedding table of %s has Size %d but %d rows", ErrUnsupportedModel, t.typeName, e.Size, v)
+	}
+	dtype := ""
+	for i, p := range e.Weights {
+		if p == nil {
+			return fmt.Errorf("%w: embedding row %d of %s is nil", ErrUnsupportedModel, i, t.typeName)
+		}
+		m, ok := p.Value().(mat.Matrix)
+		if !ok || rows.DType(m) == "" {
+			return fmt.Errorf("%w: embedding row %d of %s is %T, expected a float32/float64 dense matrix", ErrUnsupportedModel, i, t.typeName, p.Value())
+		}
+		if m.Size() != e.Dim {
+			return fmt.Errorf("%w: embedding row %d of %s has %d values, expected Dim %d", ErrUnsupportedModel, i, t.typeName, m.Size(), e.Dim)
+		}
+		if dtype == "" {
+			dtype = rows.DType(m)
+		} else if rows.DType(m) != dtype {
+			return fmt.Errorf("%w: embedding rows of %s mix %s and %s", ErrUnsupportedModel, t.typeName, dtype, rows.DType(m))
+		}
+	}
+	if t.out != nil {
+		if err := checkMatrix(t.out.W, dtype, v, e.Dim, t.typeName+"."+t.outName+".W"); err != nil {
+			return err
+		}
+		if err := checkMatrix(t.out.B, dtype, v, 1, t.typeName+"."+t.outName+".B"); err != nil {
+			return err
+		}
+	}
+	if t.vocab != nil {
+		if n := len(t.vocab.Items()); n != v {
+			return fmt.Errorf("%w: %s's vocabulary has %d terms but its embedding table has %d rows; new ids would not line up", ErrUnsupportedModel, t.typeName, n, v)
+		}
+	}
+	if t.gen != nil {
+		for _, b := range []struct {
+			name string
+			buf  *nn.Buffer
+		}{{"PadMask", t.gen.PadMask}, {"EosMask", t.gen.EosMask}} {
+			if b.buf == nil || b.buf.Tensor == nil {
+				return fmt.Errorf("%w: %s.%s is nil", ErrUnsupportedModel, t.typeName, b.name)
+			}
+			m, ok := b.buf.Value().(mat.Matrix)
+			if !ok || rows.DType(m) != dtype || m.Size() != v {
+				return fmt.Errorf("%w: %s.%s is %T of size %d, expected a %s vector of size %d", ErrUnsupportedModel, t.typeName, b.name, b.buf.Value(), sizeOf(b.buf.Value()), dtype, v)
+			}
+		}
+	}
+	for i, w := range t.wrappers {
+		if w.Model != nil && w.Model != e {
+			part := [...]string{"Encoder", "Decoder"}[i]
+			return fmt.Errorf("%w: %s.Bart.%s.Embeddings.SharedEmbeddings points to a different table than Bart.Embeddings; re-wire it first (SharedEmbeddings = embedding.Shared{Model: m.Bart.Embeddings}, as cybertron's loaders do)", ErrUnsupportedModel, t.typeName, part)
+		}
+	}
+	return nil
+}
+
+func sizeOf(v any) int {
+	if m, ok := v.(mat.Matrix); ok {
+		return m.Size()
+	}
+	return -1
+}
+
+func checkMatrix(p *nn.Param, dtype string, r, c int, name string) error {
+	if p == nil || p.Matrix == nil {
+		return fmt.Errorf("%w: %s is nil", ErrUnsupportedModel, name)
+	}
+	m := p.Value().(mat.Matrix)
+	if rows.DType(m) != dtype {
+		return fmt.Errorf("%w: %s is %s, the embedding table %s", ErrUnsupportedModel, name, rows.DType(m), dtype)
+	}
+	s := m.Shape()
+	rr, cc := s[0], 1
+	if len(s) > 1 {
+		cc = s[1]
+	}
+	if rr != r || cc != c {
+		return fmt.Errorf("%w: %s is %d×%d, expected %d×%d", ErrUnsupportedModel, name, rr, cc, r, c)
+	}
+	return nil
+}
+
+// checkTokenText rejects strings that cannot be tokens.
+func checkTokenText(s string) error {
+	if s == "" {
+		return fmt.Errorf("empty string")
+	}
+	if !utf8.ValidString(s) {
+		return fmt.Errorf("%q is not valid UTF-8", s)
+	}
+	for _, r := range s {
+		if unicode.IsSpace(r) {
+			return fmt.Errorf("%q contains whitespace (%U); tokens with whitespace are not supported (vocab.txt is one token per line and cybertron's tokenizers split on whitespace)", s, r)
+		}
+		if unicode.IsControl(r) {
+			return fmt.Errorf("%q contains the control character %U", s, r)
+		}
+	}
+	return nil
+}
+
+// AddTokens adds tokens to model's vocabulary and to tok, grows the model's
+// embedding table and every copy of it (see below), and returns the new ids,
+// consecutive from the old table size in the order given.
+//
+// Supported models (SupportedModels): BERT (*bert.ModelForMaskedLM and the
+// other bert heads, *bert.Model) and BART (*bart.ModelForConditionalGeneration,
+// *bart.Model, *bart.ModelForSequenceClassification). What changes:
+//   - BERT: the tokens are added to Bert.Embeddings.Vocab; rows are appended
+//     to Bert.Embeddings.Tokens; for ModelForMaskedLM the decoder Layers[3]
+//     grows (W to (V+n)×H, B to (V+n)×1, keeping their requiresGrad flags);
+//     Config.VocabSize is updated in every copy (Model, Embeddings, Encoder
+//     and its layers).
+//   - BART: rows are appended to the one shared Bart.Embeddings table, which
+//     the encoder's and decoder's embedding.Shared wrappers point to (nil
+//     wrappers, as gob leaves them, are re-wired to it; wrappers pointing to
+//     another table are an error). ModelForConditionalGeneration's
+//     Projection grows like BERT's decoder, PadMask grows with 0 and EosMask
+//     with −Inf for the new ids (cybertron's generation adds both to the
+//     logits). Config.VocabSize is updated in every copy.
+//   - New embedding rows get requiresGrad like row 0 of the table.
+//
+// tok is the model's tokenizer; it learns the new tokens (see Tokenizer.Encode
+// for how they are matched). For BERT it may be nil: a lower-casing tokenizer
+// over Bert.Embeddings.Vocab is created (Result.Tokenizer); a non-nil one must
+// have the same vocabulary as the model. BART models hold no vocabulary, so tok
+// is required (LoadTokenizer or NewBARTTokenizer on the model's directory) and
+// must not know ids beyond the table.
+//
+// Everything is validated before anything changes; on error the model and
+// tok are unchanged. Errors about the tokens wrap ErrInvalidTokens: an empty
+// list, an empty string, whitespace or control characters in a token, a token
+// already in the vocabulary (named with its id), duplicates, and — when the
+// tokenizer lower-cases — a token whose lower-cased form is already a token
+// (it would capture that token's text). Errors about the model wrap
+// ErrUnsupportedModel.
+//
+// Call AddTokens before attaching an adapter (e.g. trainabletokens.New) and
+// not while the model runs a forward pass. Save the vocabulary files with
+// WriteVocabFiles and the model with nn.DumpToFile.
+func AddTokens(model nn.Model, tok *Tokenizer, tokens []string, opts *Options) (*Result, error) {
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
+	if !o.Init.valid() {
+		return nil, fmt.Errorf("%w: Options.Init = %d; expected InitMean (0), InitRandom (1) or InitSubtokenMean (2)", ErrInvalidTokens, int(o.Init))
+	}
+	t, err := resolve(model)
+	if err != nil {
+		return nil, err
+	}
+	if err := t.check(); err != nil {
+		return nil, err
+	}
+	if tok == nil {
+		if t.kind != KindBERT {
+			return nil, fmt.Errorf("newtokens: AddTokens: a BART model holds no vocabulary; pass its tokenizer (LoadTokenizer(dir) or NewBARTTokenizer)")
+		}
+		if tok, err = NewBERTTokenizer(t.vocab, nil, true); err != nil {
+			return nil, err
+		}
+	}
+	if tok.kind == "" {
+		return nil, fmt.Errorf("newtokens: AddTokens: the tokenizer was not built by NewBERTTokenizer, NewBARTTokenizer or LoadTokenizer")
+	}
+	tok.mu.Lock()
+	defer tok.mu.Unlock()
+	if err := t.checkTokenizer(tok); err != nil {
+		return nil, err
+	}
+	if err := checkRequest(tok, tokens); err != nil {
+		return nil, err
+	}
+	p, err := t.plan(tok, tokens, o)
+	if err != nil {
+		return nil, err
+	}
+	t.apply(tok, p)
+	p.res.Tokenizer = tok
+	return p.res, nil
+}
+
+func (t *target) checkTokenizer(tok *Tokenizer) error {
+	if tok.kind != t.kind {
+		return fmt.Errorf("newtokens: AddTokens: a %s tokenizer cannot serve %s", tok.kind, t.typeName)
+	}
+	v := len(t.table.Weights)
+	if t.kind == KindBERT {
+		if tok.vocab == t.vocab {
+			return nil
+		}
+		a, b := tok.vocab.Items(), t.vocab.Items()
+		if len(a) != len(b) {
+			return fmt.Errorf("newtokens: AddTokens: the tokenizer's vocabulary has %d terms, the model's %d", len(a), len(b))
+		}
+		for i := range a {
+			if a[i] != b[i] {
+				return fmt.Errorf("newtokens: AddTokens: the tokenizer's vocabulary differs from the model's at id %d (%q vs %q)", i, a[i], b[i])
+			}
+		}
+		return nil
+	}
+	if n := tok.vocabSizeLocked(); n > v {
+		return fmt.Errorf("newtokens: AddTokens: the tokenizer has ids up to %d but %s's embedding table has only %d rows", n-1, t.typeName, v)
+	}
+	return nil
+}
+
+// checkRequest validates the requested tokens against each other and tok.
+func checkRequest(tok *Tokenizer, tokens []string) error {
+	if len(tokens) == 0 {
+		return fmt.Errorf("%w: no tokens given", ErrInvalidTokens)
+	}
+	pos := map[string]int{}
+	keys := map[string]string{}
+	for i, s := range tokens {
+		if err := checkTokenText(s); err != nil {
+			return fmt.Errorf("%w: token %d: %v", ErrInvalidTokens, i, err)
+		}
+		if j, dup := pos[s]; dup {
+			return fmt.Errorf("%w: %q is listed twice (positions %d and %d)", ErrInvalidTokens, s, j, i)
+		}
+		pos[s] = i
+		if id, ok := tok.idLocked(s); ok {
+			return fmt.Errorf("%w: %q is already in the vocabulary with id %d", ErrInvalidTokens, s, id)
+		}
+		key := tok.fold(s)
+		if other, ok := tok.addedKey[key]; ok {
+			return fmt.Errorf("%w: %q is the same as the added token %q (id %d) after lower-casing", ErrInvalidTokens, s, other, tok.addedID[other])
+		}
+		if other, dup := keys[key]; dup {
+			return fmt.Errorf("%w: %q and %q are the same after lower-casing", ErrInvalidTokens, other, s)
+		}
+		keys[key] = s
+		if key != s {
+			if id, ok := tok.idLocked(key); ok {
+				return fmt.Errorf("%w: %q would be matched on lower-cased text as %q, which is already token id %d; add %q in lower case or use a tokenizer that does not lower-case", ErrInvalidTokens, s, key, id, s)
+			}
+		}
+	}
+	return nil
+}
+
+// plan holds everything apply writes, computed before any change.
+type plan struct {
+	res     *Result
+	inRows  [][]float64
+	outRows [][]float64
+	bias    float64
+	wrap    bool
+}
+
+func (t *target) plan(tok *Tokenizer, tokens []string, o Options) (*plan, error) {
+	e := t.table
+	v, dim := len(e.Weights), e.Dim
+	res := &Result{
+		Model:        t.typeName,
+		Tokens:       append([]string(nil), tokens...),
+		OldVocabSize: v,
+		NewVocabSize: v + len(tokens),
+		Init:         o.Init,
+		Output:       t.outName,
+	}
+	in := embRows{e}
+	var out rowSet
+	if t.out != nil {
+		out = matRows{t.out.W.Value().(mat.Matrix), dim}
+		res.OutputTied = tiedCopy(in, out)
+	}
+	inStats := tableStats(in, dim)
+	var outStats stats
+	if out != nil && !res.OutputTied {
+		outStats = tableStats(out, dim)
+	}
+	rng := newRNG(o.Seed)
+	p := &plan{res: res}
+	for i, s := range tokens {
+		ti := TokenInit{AddedToken: AddedToken{Content: s, ID: v + i}, Init: o.Init}
+		var inRow, outRow []float64
+		switch o.Init {
+		case InitMean:
+			inRow = inStats.mean
+			outRow = outStats.mean
+		case InitRandom:
+			inRow = normalRow(rng, dim, inStats.std)
+			if out != nil && !res.OutputTied {
+				outRow = normalRow(rng, dim, outStats.std)
+			}
+		case InitSubtokenMean:
+			ids, strs, err := tok.encodeLocked(s)
+			if err != nil {
+				return nil, fmt.Errorf("%w: tokenizing %q for InitSubtokenMean: %v", ErrInvalidTokens, s, err)
+			}
+			for k, id := range ids {
+				if id == tok.unkID {
+					continue
+				}
+				if id < 0 || id >= v {
+					return nil, fmt.Errorf("%w: %q tokenizes to id %d, outside the embedding table (%d rows)", ErrUnsupportedModel, s, id, v)
+				}
+				ti.Subtokens = append(ti.Subtokens, id)
+				ti.SubtokenStrings = append(ti.SubtokenStrings, strs[k])
+			}
+			if len(ti.Subtokens) == 0 {
+				ti.Init = InitMean
+				inRow, outRow = inStats.mean, outStats.mean
+				break
+			}
+			inRow = averageRows(in, ti.Subtokens, dim)
+			if out != nil && !res.OutputTied {
+				outRow = averageRows(out, ti.Subtokens, dim)
+			}
+		}
+		if res.OutputTied {
+			outRow = inRow
+		}
+		p.inRows = append(p.inRows, inRow)
+		p.outRows = append(p.outRows, outRow)
+		res.IDs = append(res.IDs, v+i)
+		res.PerToken = append(res.PerToken, ti)
+	}
+	if t.out != nil {
+		b := rows.Get(t.out.B.Value().(mat.Matrix), 0, v)
+		var sum float64
+		for _, x := range b {
+			sum += x
+		}
+		p.bias = sum / float64(v)
+	}
+	for _, w := range t.wrappers {
+		if w.Model == nil {
+			p.wrap = true
+		}
+	}
+	return p, nil
+}
+
+// tiedCopy reports whether the output rows copy the input rows: every
+// non-zero input row equals its output row within 1e-6 (relative to the
+// row's scale), and at least one row was compared.
+func tiedCopy(in, out rowSet) bool {
+	compared := 0
+	for i := 0; i < in.count(); i++ {
+		a := in.row(i)
+		if isZero(a) {
+			continue
+		}
+		b := out.row(i)
+		scale := 1.0
+		for _, x := range a {
+			scale = math.Max(scale, math.Abs(x))
+		}
+		for j := range a {
+			if math.Abs(a[j]-b[j]) > 1e-6*scale {
+				return false
+			}
+		}
+		compared++
+	}
+	return compared > 0
+}
+
+// apply writes a plan into the model and the tokenizer. It cannot fail:
+// every check happened before.
+func (t *target) apply(tok *Tokenizer, p *plan) {
+	e := t.table
+	like := e.Weights[0].Value().(mat.Matrix)
+	grad := e.Weights[0].RequiresGrad()
+	for _, r := range p.inRows {
+		param := nn.NewParam(newMatrix(like, r, len(r), 1))
+		param.SetRequiresGrad(grad)
+		e.Weights = append(e.Weights, param)
+	}
+	e.Size = len(e.Weights)
+	newV := e.Size
+
+	if t.out != nil {
+		growRows(t.out.W, p.outRows, e.Dim)
+		bias := make([][]float64, len(p.outRows))
+		for i := range bias {
+			bias[i] = []float64{p.bias}
+		}
+		growRows(t.out.B, bias, 1)
+	}
+	if t.gen != nil {
+		t.gen.PadMask = growBuffer(t.gen.PadMask, len(p.inRows), 0)
+		t.gen.EosMask = growBuffer(t.gen.EosMask, len(p.inRows), math.Inf(-1))
+	}
+	if p.wrap {
+		for _, w := range t.wrappers {
+			if w.Model == nil {
+				w.Model = e
+			}
+		}
+	}
+
+	added := append([]AddedToken(nil), tok.added...)
+	for i, s := range p.res.Tokens {
+		if t.vocab != nil {
+			t.vocab.Add(s)
+		}
+		if tok.kind == KindBERT && tok.vocab != t.vocab {
+			tok.vocab.Add(s)
+		}
+		added = append(added, AddedToken{Content: s, ID: p.res.IDs[i]})
+	}
+	tok.rebuild(added)
+
+	if t.bert != nil {
+		b := t.bert
+		b.Config.VocabSize = newV
+		b.Embeddings.Config.VocabSize = newV
+		if b.Encoder != nil {
+			b.Encoder.Config.VocabSize = newV
+			for _, l := range b.Encoder.Layers {
+				if l != nil {
+					l.Config.VocabSize = newV
+				}
+			}
+		}
+	}
+	if t.bart != nil {
+		b := t.bart
+		b.Config.VocabSize = newV
+		b.Encoder.Config.VocabSize = newV
+		b.Encoder.Embeddings.Config.VocabSize = newV
+		for _, l := range b.Encoder.Layers {
+			if l != nil {
+				l.Config.VocabSize = newV
+			}
+		}
+		b.Decoder.Config.VocabSize = newV
+		b.Decoder.Embeddings.Config.VocabSize = newV
+		for _, l := range b.Decoder.Layers {
+			if l != nil {
+				l.Config.VocabSize = newV
+			}
+		}
+	}
+}
+
+// newMatrix returns an r×c dense matrix of like's dtype holding vals.
+func newMatrix(like mat.Matrix, vals []float64, r, c int) mat.Matrix {
+	switch like.(type) {
+	case *mat.Dense[float32]:
+		d := make([]float32, len(vals))
+		for i, x := range vals {
+			d[i] = float32(x)
+		}
+		return mat.NewDense[float32](mat.WithShape(r, c), mat.WithBacking(d))
+	default:
+		return mat.NewDense[float64](mat.WithShape(r, c), mat.WithBacking(append([]float64(nil), vals...)))
+	}
+}
+
+// growRows replaces p's value (V×cols) with a (V+len(extra))×cols matrix:
+// the old rows, then extra. The requiresGrad flag is kept (ReplaceValue
+// would take the new matrix's).
+func growRows(p *nn.Param, extra [][]float64, cols int) {
+	old := p.Value().(mat.Matrix)
+	grad := p.RequiresGrad()
+	v := old.Shape()[0]
+	n := v + len(extra)
+	var m mat.Matrix
+	switch d := old.(type) {
+	case *mat.Dense[float32]:
+		data := make([]float32, 0, n*cols)
+		data = append(data, mat.Data[float32](d)...)
+		for _, r := range extra {
+			for _, x := range r {
+				data = append(data, float32(x))
+			}
+		}
+		m = mat.NewDense[float32](mat.WithShape(n, cols), mat.WithBacking(data))
+	case *mat.Dense[float64]:
+		data := make([]float64, 0, n*cols)
+		data = append(data, mat.Data[float64](d)...)
+		for _, r := range extra {
+			data = append(data, r...)
+		}
+		m = mat.NewDense[float64](mat.WithShape(n, cols), mat.WithBacking(data))
+	}
+	p.ReplaceValue(m)
+	p.SetRequiresGrad(grad)
+}
+
+// growBuffer returns a new buffer: b's values followed by n copies of fill.
+func growBuffer(b *nn.Buffer, n int, fill float64) *nn.Buffer {
+	old := b.Value().(mat.Matrix)
+	vals := rows.Get(old, 0, old.Size())
+	for i := 0; i < n; i++ {
+		vals = append(vals, fill)
+	}
+	return nn.Buf(newMatrix(old, vals, len(vals), 1))
+}
