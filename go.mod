@@ -7,6 +7,7 @@ require (
 	github.com/nlpodyssey/spago v1.1.0
 	github.com/rs/zerolog v1.31.0
 	github.com/stretchr/testify v1.11.1
+	golang.org/x/sys v0.13.0
 )
 
 require (
@@ -21,7 +22,6 @@ require (
 	github.com/nlpodyssey/gotokenizers v0.2.0 // indirect
 	github.com/pmezard/go-difflib v1.0.0 // indirect
 	golang.org/x/sync v0.24.0 // indirect
-	golang.org/x/sys v0.13.0 // indirect
 	golang.org/x/text v0.13.0 // indirect
 	google.golang.org/protobuf v1.31.0 // indirect
 	gopkg.in/yaml.v3 v3.0.1 // indirect

@@ -1,0 +1,274 @@
+#!/usr/bin/env python3
+"""Write (and check) Trainable Tokens adapter directories in PEFT's layout.
+
+Run from the repository root:
+
+    /usr/bin/python3 testdata/peft/make_fixtures.py            # (re)write the fixtures
+    /usr/bin/python3 testdata/peft/make_fixtures.py --check DIR [--model testdata/bert-tiny] [--check DIR2 ...]
+
+Writing. The fixtures stand for what PEFT's standalone Trainable Tokens method
+(`get_peft_model(model, TrainableTokensConfig(...))` then `save_pretrained`)
+writes for the tiny test models, produced outside Go so that gopeft's loader
+is tested against PEFT's layout rather than against gopeft's own writer:
+
+  bert-tiny/       BertForMaskedLM, target_modules=None, which PEFT resolves to
+                   the input embedding's name and writes as a string
+                   ("bert.embeddings.word_embeddings"). The model's
+                   tie_word_embeddings is true, so PEFT ties
+                   cls.predictions.decoder to the embedding's layer and, since
+                   the tied layer shares the parameter dict, the checkpoint
+                   holds the same rows twice: under
+                   base_model.model.bert.embeddings.word_embeddings.trainable_tokens_delta
+                   and base_model.model.cls.predictions.decoder.trainable_tokens_delta.
+  bert-tiny-list/  BertForMaskedLM, target_modules=["word_embeddings"] (list
+                   form), init_weights=false, loaded with
+                   tie_word_embeddings=False: one tensor only.
+  bart-tiny/       BartForConditionalGeneration, target_modules=None ->
+                   "model.shared". BART's tied modules
+                   (model.encoder.embed_tokens, model.decoder.embed_tokens -
+                   separate nn.Embedding modules sharing the weight in
+                   transformers - and lm_head) get tied layers, so the
+                   checkpoint holds four identical tensors, including
+                   base_model.model.lm_head.trainable_tokens_delta.
+
+adapter_config.json is json.dumps(config, indent=2, sort_keys=True) of the
+fields PEFT's TrainableTokensConfig has (PeftConfigMixin: task_type,
+peft_type, auto_mapping, peft_version; PeftConfig: base_model_name_or_path,
+revision, inference_mode; TrainableTokensConfig: token_indices,
+target_modules, init_weights), with inference_mode true and auto_mapping set
+as PeftModel.save_pretrained does when task_type is None.
+
+adapter_model.safetensors is written by hand with struct and json exactly as
+the safetensors library lays it out: 8-byte little-endian header length, a
+compact JSON header ("__metadata__" first, then the tensors in name order,
+all F32) padded with spaces to a multiple of 8 bytes, then the little-endian
+data in the same order. Metadata is {"format": "pt"}, as PEFT writes it.
+
+The rows are absolute rows (PEFT's trainable_tokens_delta), one per token id
+in token_indices order, from a closed formula so that Go tests can recompute
+them independently of any file reader:
+
+    row(id)[j] = float32(((id*7 + j*13) % 41 - 20) / 3.0 * 0.01)
+
+The output is byte-identical on every run (no randomness, no timestamps).
+
+Checking. --check DIR reads an adapter directory (for example one written by
+gopeft's Save) the way PEFT and the safetensors library would, and fails
+loudly on anything they would reject or warn about: config keys PEFT does
+not know, a wrong peft_type, a safetensors header that is not UTF-8 JSON, an
+entry without exactly dtype/shape/data_offsets, offsets that do not tile the
+data section, non-string metadata, keys not of the form
+base_model.model.<module>.trainable_tokens_delta, shapes other than
+[len(token_indices), dim]. The tensors are then loaded with torch
+(torch.frombuffer) and summarised. With --model, each <module> must be a
+module of that Hugging Face model (its state dict has <module>.weight of
+shape [V, dim]) and every token id must be < V.
+"""
+
+import json
+import os
+import struct
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+PEFT_VERSION = "0.20.0"
+
+# Every field PEFT's TrainableTokensConfig (and its bases) has.
+PEFT_FIELDS = {
+    "task_type", "peft_type", "auto_mapping", "peft_version",
+    "base_model_name_or_path", "revision", "inference_mode",
+    "token_indices", "target_modules", "init_weights",
+}
+
+DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2,
+               "I8": 1, "U8": 1, "BOOL": 1, "U16": 2, "U32": 4, "U64": 8}
+
+
+def row(token_id, dim):
+    vals = [((token_id * 7 + j * 13) % 41 - 20) / 3.0 * 0.01 for j in range(dim)]
+    # round to float32 exactly as packing does
+    return list(struct.unpack("<%df" % dim, struct.pack("<%df" % dim, *vals)))
+
+
+def safetensors_bytes(tensors, metadata):
+    """tensors: list of (name, dtype, shape, bytes)."""
+    tensors = sorted(tensors, key=lambda t: t[0])
+    header = {}
+    if metadata:
+        header["__metadata__"] = metadata
+    offset = 0
+    for name, dtype, shape, data in tensors:
+        header[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [offset, offset + len(data)]}
+        offset += len(data)
+    hb = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    hb += b" " * ((8 - len(hb) % 8) % 8)
+    return struct.pack("<Q", len(hb)) + hb + b"".join(t[3] for t in tensors)
+
+
+def peft_config(token_indices, target_modules, init_weights, base_class, library, base_name):
+    return {
+        "auto_mapping": {"base_model_class": base_class, "parent_library": library},
+        "base_model_name_or_path": base_name,
+        "inference_mode": True,
+        "init_weights": init_weights,
+        "peft_type": "TRAINABLE_TOKENS",
+        "peft_version": PEFT_VERSION,
+        "revision": None,
+        "target_modules": target_modules,
+        "task_type": None,
+        "token_indices": token_indices,
+    }
+
+
+def write_adapter(name, config, modules, dim):
+    out = os.path.join(HERE, name)
+    os.makedirs(out, exist_ok=True)
+    ids = config["token_indices"]
+    data = b"".join(struct.pack("<%df" % dim, *row(i, dim)) for i in ids)
+    tensors = [("base_model.model.%s.trainable_tokens_delta" % m, "F32", (len(ids), dim), data) for m in modules]
+    with open(os.path.join(out, "adapter_config.json"), "w") as f:
+        f.write(json.dumps(config, indent=2, sort_keys=True))
+    with open(os.path.join(out, "adapter_model.safetensors"), "wb") as f:
+        f.write(safetensors_bytes(tensors, {"format": "pt"}))
+
+
+def write_all():
+    bert = ("BertForMaskedLM", "transformers.models.bert.modeling_bert", "gopeft/bert-tiny")
+    bart = ("BartForConditionalGeneration", "transformers.models.bart.modeling_bart", "gopeft/bart-tiny")
+    write_adapter(
+        "bert-tiny",
+        peft_config([200, 5, 100, 7], "bert.embeddings.word_embeddings", True, *bert),
+        ["bert.embeddings.word_embeddings", "cls.predictions.decoder"],
+        32,
+    )
+    write_adapter(
+        "bert-tiny-list",
+        peft_config([3, 4], ["word_embeddings"], False, *bert),
+        ["bert.embeddings.word_embeddings"],
+        32,
+    )
+    write_adapter(
+        "bart-tiny",
+        peft_config([50, 60, 400], "model.shared", True, *bart),
+        ["model.shared", "model.encoder.embed_tokens", "model.decoder.embed_tokens", "lm_head"],
+        32,
+    )
+
+
+def fail(msg):
+    print("FAIL: " + msg)
+    sys.exit(1)
+
+
+def object_pairs_no_dups(pairs):
+    keys = [k for k, _ in pairs]
+    if len(keys) != len(set(keys)):
+        fail("duplicate JSON key in %r" % keys)
+    return dict(pairs)
+
+
+def check(dir_, model_dir=None):
+    with open(os.path.join(dir_, "adapter_config.json"), "rb") as f:
+        cfg = json.loads(f.read().decode("utf-8"), object_pairs_hook=object_pairs_no_dups)
+    unknown = set(cfg) - PEFT_FIELDS
+    if unknown:
+        fail("adapter_config.json keys PEFT does not know (it would warn and drop them): %s" % sorted(unknown))
+    if cfg.get("peft_type") != "TRAINABLE_TOKENS":
+        fail("peft_type %r" % cfg.get("peft_type"))
+    ids = cfg["token_indices"]
+    if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+        fail("token_indices %r" % ids)
+    tm = cfg.get("target_modules")
+    if not (tm is None or isinstance(tm, str) or (isinstance(tm, list) and all(isinstance(s, str) for s in tm))):
+        fail("target_modules %r" % tm)
+    if not isinstance(cfg.get("init_weights", True), bool) or not isinstance(cfg.get("inference_mode", False), bool):
+        fail("init_weights/inference_mode must be bools")
+    if cfg.get("peft_version") is not None:
+        v = cfg["peft_version"].partition("@")[0].split(".")
+        if len(v) < 3 or not all(p.isdigit() for p in v[:2]):
+            fail("peft_version %r is not a version number" % cfg["peft_version"])
+
+    with open(os.path.join(dir_, "adapter_model.safetensors"), "rb") as f:
+        raw = f.read()
+    if len(raw) < 8:
+        fail("file shorter than 8 bytes")
+    (n,) = struct.unpack("<Q", raw[:8])
+    if n > 100_000_000 or 8 + n > len(raw):
+        fail("header length %d" % n)
+    hb = raw[8:8 + n]
+    if hb[:1] != b"{":
+        fail("header does not start with '{'")
+    header = json.loads(hb.decode("utf-8").rstrip(" "), object_pairs_hook=object_pairs_no_dups)
+    meta = header.pop("__metadata__", None) or {}
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in meta.items()):
+        fail("__metadata__ values must be strings: %r" % meta)
+    if meta.get("format") != "pt":
+        fail("__metadata__ format %r, PEFT writes 'pt'" % meta.get("format"))
+    data = raw[8 + n:]
+    entries = sorted(header.items(), key=lambda kv: tuple(kv[1]["data_offsets"]))
+    pos = 0
+    for name, info in entries:
+        if set(info) != {"dtype", "shape", "data_offsets"}:
+            fail("%s: entry keys %s" % (name, sorted(info)))
+        b, e = info["data_offsets"]
+        if b != pos:
+            fail("%s: begins at %d, expected %d" % (name, b, pos))
+        size = DTYPE_BYTES[info["dtype"]]
+        for d in info["shape"]:
+            size *= d
+        if e - b != size:
+            fail("%s: %d bytes for shape %s" % (name, e - b, info["shape"]))
+        pos = e
+    if pos != len(data):
+        fail("tensors cover %d of %d data bytes" % (pos, len(data)))
+
+    import torch  # only now: the structural checks need no torch
+
+    weights = None
+    if model_dir:
+        weights = torch.load(os.path.join(model_dir, "pytorch_model.bin"), map_location="cpu")
+    torch_dtype = {"F32": torch.float32, "F64": torch.float64}
+    for name, info in sorted(header.items()):
+        prefix, suffix = "base_model.model.", ".trainable_tokens_delta"
+        if not (name.startswith(prefix) and name.endswith(suffix)):
+            fail("key %s is not base_model.model.<module>.trainable_tokens_delta" % name)
+        module = name[len(prefix):-len(suffix)]
+        if info["dtype"] not in torch_dtype:
+            fail("%s: dtype %s" % (name, info["dtype"]))
+        b, e = info["data_offsets"]
+        t = torch.frombuffer(bytearray(data[b:e]), dtype=torch_dtype[info["dtype"]]).reshape(info["shape"])
+        if t.dim() != 2 or t.shape[0] != len(ids):
+            fail("%s: shape %s for %d token ids" % (name, list(t.shape), len(ids)))
+        if weights is not None:
+            w = weights.get(module + ".weight")
+            if w is None:
+                fail("%s: the model has no module %s" % (name, module))
+            if w.shape[1] != t.shape[1] or max(ids) >= w.shape[0]:
+                fail("%s: shape %s vs module weight %s, ids up to %d" % (name, list(t.shape), list(w.shape), max(ids)))
+        print("ok %s %s %s sum=%.6f" % (name, info["dtype"], list(t.shape), float(t.double().sum())))
+    print("ok config target_modules=%s token_indices=%s" % (json.dumps(tm), ids))
+
+
+def main(argv):
+    usage = "usage: make_fixtures.py [--check DIR [--model HF_MODEL_DIR]]..."
+    if not argv:
+        write_all()
+        return
+    jobs = []
+    i = 0
+    while i < len(argv):
+        if argv[i] == "--check" and i + 1 < len(argv):
+            jobs.append([argv[i + 1], None])
+            i += 2
+        elif argv[i] == "--model" and i + 1 < len(argv) and jobs and jobs[-1][1] is None:
+            jobs[-1][1] = argv[i + 1]
+            i += 2
+        else:
+            fail(usage)
+    for dir_, model in jobs:
+        check(dir_, model)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
