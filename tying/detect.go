@@ -25,11 +25,12 @@ type Copy struct {
 	Output *registry.Output
 	// MaxAbsDiff is the largest element difference found (0 for exact copies).
 	MaxAbsDiff float64
-	// SkippedLastRow is set when the table's last row is all zeros while the
-	// projection's is not: cybertron's BERT converter never fills the last
-	// vocabulary row (vocabulary.Term is off by one), so that row is ignored
-	// when comparing. Training the last id still writes both.
-	SkippedLastRow bool
+	// SkippedRows are rows that are all zeros in the table but not in the
+	// projection; they are ignored when comparing. cybertron's BERT converter
+	// never fills the last row of the converted vocabulary (vocabulary.Term is
+	// off by one), while the decoder gets it. An adapter training such a row
+	// still writes both.
+	SkippedRows []int
 }
 
 // Untied is a projection of the table's shape that is not a copy.
@@ -124,7 +125,6 @@ func compare(e *embedding.Model, lin *linear.Model) (*Copy, string, error) {
 		return nil, "", fmt.Errorf("unsupported weight type %T", w)
 	}
 	c := &Copy{}
-	last := len(e.Weights) - 1
 	for i, p := range e.Weights {
 		row := p.Value().(mat.Matrix)
 		if rows.DType(row) != rows.DType(w) {
@@ -140,13 +140,16 @@ func compare(e *embedding.Model, lin *linear.Model) (*Copy, string, error) {
 			}
 		}
 		if !ok {
-			if i == last && rows.Zero(row, 0, e.Dim) {
-				c.SkippedLastRow = true
+			if rows.Zero(row, 0, e.Dim) {
+				c.SkippedRows = append(c.SkippedRows, i)
 				continue
 			}
 			return nil, fmt.Sprintf("row %d differs from the table by up to %.3g (tolerance %g relative)", i, worst, Tolerance), nil
 		}
 		c.MaxAbsDiff = math.Max(c.MaxAbsDiff, worst)
+	}
+	if compared := len(e.Weights) - len(c.SkippedRows); compared < len(c.SkippedRows) {
+		return nil, fmt.Sprintf("only %d of %d table rows are non-zero", compared, len(e.Weights)), nil
 	}
 	return c, "", nil
 }
@@ -191,8 +194,8 @@ func (g *Group) String() string {
 	}
 	for _, c := range g.Copies {
 		fmt.Fprintf(&b, "; tied copy: %s (max diff %.3g", c.Output.HFPath, c.MaxAbsDiff)
-		if c.SkippedLastRow {
-			b.WriteString(", last row skipped: zero in the table")
+		if len(c.SkippedRows) > 0 {
+			fmt.Fprintf(&b, ", rows %v skipped: zero in the table", c.SkippedRows)
 		}
 		b.WriteString(")")
 	}
