@@ -7,6 +7,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"strings"
 )
 
 // TinyModels holds the Hugging Face files of the tiny deterministic test
@@ -15,6 +16,28 @@ import (
 //
 //go:embed testdata/bert-tiny testdata/bart-tiny
 var TinyModels embed.FS
+
+// TinyCorpora holds the small corpora of testdata/corpus (the new-words
+// masked-LM and seq2seq sets the examples train on).
+//
+//go:embed testdata/corpus
+var TinyCorpora embed.FS
+
+// CorpusLines returns the non-empty lines of the embedded corpus file name
+// (for example "mlm_train.txt"), without line endings.
+func CorpusLines(name string) ([]string, error) {
+	data, err := fs.ReadFile(TinyCorpora, path.Join("testdata/corpus", name))
+	if err != nil {
+		return nil, fmt.Errorf("gopeft: embedded corpus %q: %w", name, err)
+	}
+	var out []string
+	for _, line := range strings.Split(string(data), "\n") {
+		if line = strings.TrimRight(line, "\r"); strings.TrimSpace(line) != "" {
+			out = append(out, line)
+		}
+	}
+	return out, nil
+}
 
 // tinyModelNames lists the model names accepted by WriteTinyModel.
 var tinyModelNames = map[string]bool{"bert-tiny": true, "bart-tiny": true}

@@ -20,6 +20,7 @@ import (
 	"github.com/nlpodyssey/cybertron/pkg/models/bert"
 	"github.com/nlpodyssey/spago/nn"
 	"github.com/nlpodyssey/spago/nn/embedding"
+	"github.com/rs/zerolog"
 
 	"github.com/gopeft/gopeft"
 )
@@ -32,8 +33,9 @@ var stdoutMu sync.Mutex
 // Convert converts the Hugging Face model in dir (config.json +
 // pytorch_model.bin + tokenizer files) into dir/spago_model.bin with
 // cybertron's converter, as float32. An existing spago_model.bin is kept
-// unless overwrite is set. cybertron prints a progress line on stdout;
-// Convert silences it (stdout is redirected for the duration of the call).
+// unless overwrite is set. cybertron prints a progress line on stdout and
+// a debug report through zerolog; Convert silences both (stdout is
+// redirected and zerolog's global level raised to warn during the call).
 func Convert(dir string, overwrite bool) error {
 	if _, err := os.Stat(filepath.Join(dir, "config.json")); err != nil {
 		return fmt.Errorf("models: %s is not a model directory: %w", dir, err)
@@ -51,6 +53,12 @@ func Convert(dir string, overwrite bool) error {
 		old := os.Stdout
 		os.Stdout = devnull
 		defer func() { os.Stdout = old; devnull.Close() }()
+	}
+	// cybertron's converter logs its mapping report at debug level.
+	level := zerolog.GlobalLevel()
+	if level < zerolog.WarnLevel {
+		zerolog.SetGlobalLevel(zerolog.WarnLevel)
+		defer zerolog.SetGlobalLevel(level)
 	}
 	if err := converter.Convert[float32](dir, overwrite); err != nil {
 		return fmt.Errorf("models: converting %s: %w", dir, err)

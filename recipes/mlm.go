@@ -1,0 +1,218 @@
+package recipes
+
+import (
+	"fmt"
+	"math"
+	"sort"
+
+	"github.com/nlpodyssey/cybertron/pkg/models/bert"
+	"github.com/nlpodyssey/spago/mat"
+	"github.com/nlpodyssey/spago/nn/linear"
+
+	"github.com/gopeft/gopeft/finetune"
+	"github.com/gopeft/gopeft/internal/rows"
+	"github.com/gopeft/gopeft/newtokens"
+	"github.com/gopeft/gopeft/trainabletokens"
+)
+
+// MaskToken is BERT's mask token.
+const MaskToken = "[MASK]"
+
+// MaskOccurrences tokenizes each line (with [CLS]/[SEP]) and returns one
+// masked-LM example per line that contains any of ids, with every
+// occurrence of those ids masked and predicted. Lines without them are
+// skipped.
+func MaskOccurrences(tok *newtokens.Tokenizer, lines []string, ids []int) ([]finetune.MaskedExample, error) {
+	want := map[int]bool{}
+	for _, id := range ids {
+		want[id] = true
+	}
+	var out []finetune.MaskedExample
+	for i, line := range lines {
+		encoded, tokens, err := tok.EncodeSpecial(line)
+		if err != nil {
+			return nil, fmt.Errorf("recipes: line %d %q: %w", i+1, line, err)
+		}
+		ex := finetune.MaskedExample{Tokens: append([]string(nil), tokens...), Targets: map[int]int{}}
+		for pos, id := range encoded {
+			if want[id] {
+				ex.Tokens[pos] = MaskToken
+				ex.Targets[pos] = id
+			}
+		}
+		if len(ex.Targets) > 0 {
+			out = append(out, ex)
+		}
+	}
+	return out, nil
+}
+
+// Eval is the masked-LM quality on a set of examples.
+type Eval struct {
+	// Loss is the mean cross-entropy over all predicted positions.
+	Loss float64
+	// Accuracy is the share of positions whose highest logit is the target.
+	Accuracy float64
+	// Positions is the number of predicted positions.
+	Positions int
+}
+
+func (e Eval) String() string {
+	return fmt.Sprintf("loss %.4f, accuracy %.1f%% over %d masked tokens", e.Loss, 100*e.Accuracy, e.Positions)
+}
+
+// EvaluateMLM runs cybertron's own inference (ModelForMaskedLM.Predict) on
+// every example and scores the target positions. With tm non-nil the
+// inference runs inside tm.Do, so adapters cannot change meanwhile; the
+// tied decoder holds the active rows (trainabletokens keeps it in step).
+func EvaluateMLM(m *bert.ModelForMaskedLM, tm *trainabletokens.Model, examples []finetune.MaskedExample) (Eval, error) {
+	var e Eval
+	run := func() error {
+		for i, ex := range examples {
+			if err := checkTokens(m, ex.Tokens); err != nil {
+				return fmt.Errorf("recipes: example %d: %w", i, err)
+			}
+			preds := m.Predict(ex.Tokens)
+			for pos, target := range ex.Targets {
+				y, ok := preds[pos]
+				if !ok {
+					return fmt.Errorf("recipes: example %d: position %d is not a [MASK]", i, pos)
+				}
+				logits := values(y.Value().(mat.Matrix))
+				if target < 0 || target >= len(logits) {
+					return fmt.Errorf("recipes: example %d: target %d out of range [0, %d)", i, target, len(logits))
+				}
+				e.Loss += logSumExp(logits) - logits[target]
+				if argmax(logits) == target {
+					e.Accuracy++
+				}
+				e.Positions++
+			}
+		}
+		return nil
+	}
+	var err error
+	if tm != nil {
+		err = tm.Do(run)
+	} else {
+		err = run()
+	}
+	if err != nil {
+		return Eval{}, err
+	}
+	if e.Positions > 0 {
+		e.Loss /= float64(e.Positions)
+		e.Accuracy /= float64(e.Positions)
+	}
+	return e, nil
+}
+
+// Prediction is one candidate token for a masked position.
+type Prediction struct {
+	Token       string
+	ID          int
+	Probability float64
+}
+
+// TopPredictions returns the k most likely tokens at the first [MASK] of
+// text, through cybertron's inference (inside tm.Do when tm is not nil).
+func TopPredictions(m *bert.ModelForMaskedLM, tm *trainabletokens.Model, tok *newtokens.Tokenizer, text string, k int) ([]Prediction, error) {
+	_, tokens, err := tok.EncodeSpecial(text)
+	if err != nil {
+		return nil, err
+	}
+	pos := -1
+	for i, t := range tokens {
+		if t == MaskToken {
+			pos = i
+			break
+		}
+	}
+	if pos < 0 {
+		return nil, fmt.Errorf("recipes: %q has no %s", text, MaskToken)
+	}
+	if err := checkTokens(m, tokens); err != nil {
+		return nil, err
+	}
+	var logits []float64
+	run := func() error {
+		logits = values(m.Predict(tokens)[pos].Value().(mat.Matrix))
+		return nil
+	}
+	if tm != nil {
+		err = tm.Do(run)
+	} else {
+		err = run()
+	}
+	if err != nil {
+		return nil, err
+	}
+	lse := logSumExp(logits)
+	order := make([]int, len(logits))
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(a, b int) bool { return logits[order[a]] > logits[order[b]] })
+	if k > len(order) {
+		k = len(order)
+	}
+	out := make([]Prediction, k)
+	for i := range out {
+		id := order[i]
+		s, _ := tok.Token(id)
+		out[i] = Prediction{Token: s, ID: id, Probability: math.Exp(logits[id] - lse)}
+	}
+	return out, nil
+}
+
+// checkTokens refuses tokens cybertron's Predict would die on
+// (vocabulary.MustID panics on unknown terms; too long sequences overflow the
+// position table).
+func checkTokens(m *bert.ModelForMaskedLM, tokens []string) error {
+	if max := m.Bert.Config.MaxPositionEmbeddings; len(tokens) > max {
+		return fmt.Errorf("recipes: %d tokens, at most %d allowed", len(tokens), max)
+	}
+	for i, t := range tokens {
+		if _, ok := m.Bert.Embeddings.Vocab.ID(t); !ok {
+			return fmt.Errorf("recipes: token %d %q is not in the model's vocabulary", i, t)
+		}
+	}
+	return nil
+}
+
+// DecoderOf returns the MLM decoder of a cybertron BERT (the tied output
+// projection the adapter's Logits route through).
+func DecoderOf(m *bert.ModelForMaskedLM) (*linear.Model, error) {
+	if len(m.Layers) != 4 {
+		return nil, fmt.Errorf("recipes: BERT MLM head has %d layers, expected 4", len(m.Layers))
+	}
+	lin, ok := m.Layers[3].(*linear.Model)
+	if !ok {
+		return nil, fmt.Errorf("recipes: BERT MLM decoder is a %T, expected *linear.Model", m.Layers[3])
+	}
+	return lin, nil
+}
+
+func values(m mat.Matrix) []float64 { return rows.Get(m, 0, m.Size()) }
+
+func logSumExp(x []float64) float64 {
+	hi := math.Inf(-1)
+	for _, v := range x {
+		hi = math.Max(hi, v)
+	}
+	s := 0.0
+	for _, v := range x {
+		s += math.Exp(v - hi)
+	}
+	return hi + math.Log(s)
+}
+
+func argmax(x []float64) int {
+	best := 0
+	for i, v := range x {
+		if v > x[best] {
+			best = i
+		}
+	}
+	return best
+}
