@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# Installs what the example notebooks (examples/*.ipynb) need, on a fresh
+# Debian machine or again on a set-up one (a second run only checks):
+#
+#   * Debian's headless Jupyter (jupyter nbconvert / jupyter execute) and gcc
+#     (gophernotes builds every import as a Go plugin, which needs cgo);
+#   * the project's modules (`go mod download`), also copied into a module
+#     cache of the kernel's own, from which it resolves imports offline;
+#   * gophernotes v0.7.5, patched (tools/gophernotes/jsoner.patch) and built
+#     with the versions pinned in tools/gophernotes/go.mod, into
+#     $(go env GOPATH)/bin, with its Jupyter kernel "gophernotes".
+#
+# Kernels go to ${JUPYTER_DATA_DIR:-~/.local/share/jupyter}/kernels.
+# Usage: tools/notebooks/install.sh
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+export PATH="/usr/local/go/bin:$PATH"
+gopath=$(go env GOPATH)
+bin="$gopath/bin"
+modcache=$(go env GOMODCACHE)
+kernels="${JUPYTER_DATA_DIR:-$HOME/.local/share/jupyter}/kernels"
+nbcache="${XDG_CACHE_HOME:-$HOME/.cache}/gopeft-notebooks/gomodcache"
+export PATH="$bin:$PATH"
+# Never let the go command fetch another toolchain.
+export GOTOOLCHAIN=local
+
+t0=$SECONDS
+step() { printf '[notebooks/install %3ds] %s\n' "$((SECONDS - t0))" "$*"; }
+
+# --- Debian packages -------------------------------------------------------
+need=()
+dpkg -s jupyter-nbconvert >/dev/null 2>&1 || need+=(jupyter-nbconvert)
+command -v gcc >/dev/null 2>&1 || need+=(gcc libc6-dev)
+if [ ${#need[@]} -gt 0 ]; then
+  step "apt-get install ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  # The package lists may be missing on a fresh machine.
+  apt-get install -y --no-install-recommends "${need[@]}" >/dev/null 2>&1 || {
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  }
+else
+  step "jupyter-nbconvert and gcc already installed"
+fi
+
+# --- The project's modules, for gophernotes' offline GOPROXY ---------------
+# gomacro imports a package by running `go get <path>` (no version: @latest)
+# in a throw-away module. Against the whole module cache, "latest" can be a
+# version some other module left there as a bare .mod file, which then fails
+# to build. So the kernel gets a module cache of its own holding exactly the
+# project's module graph: there @latest is the version the project selects.
+# It is filled from the main cache (offline), falling back to the proxy.
+step "go mod download (project, and the kernel's module cache $nbcache)"
+(cd "$root" && go mod download)
+(cd "$root" && GOMODCACHE="$nbcache" GOFLAGS=-modcacherw \
+   GOPROXY="file://$modcache/cache/download,$(go env GOPROXY)" go mod download)
+
+# Packages linked into both the kernel and the plugins it builds must have one
+# version, or every notebook import fails with "plugin was built with a
+# different version of package golang.org/x/sync/errgroup".
+want_sync=$(cd "$here/../gophernotes" && go list -m -f '{{.Version}}' golang.org/x/sync)
+have_sync=$(cd "$root" && go list -m -f '{{.Version}}' golang.org/x/sync)
+if [ "$want_sync" != "$have_sync" ]; then
+  echo "golang.org/x/sync is $have_sync in go.mod but $want_sync in tools/gophernotes/go.mod: make them equal" >&2
+  exit 1
+fi
+
+# Rebuild a tool only when its inputs (pinned versions, patch, Go version)
+# changed. $1: stamp name; the rest: input files.
+stamp_ok() {
+  local name=$1; shift
+  local want
+  want=$( { go version; cat "$@"; } | sha256sum | cut -d' ' -f1)
+  STAMP_FILE="$bin/.gopeft-$name.stamp"
+  STAMP_WANT=$want
+  [ -f "$STAMP_FILE" ] && [ "$(cat "$STAMP_FILE")" = "$want" ]
+}
+
+# --- gophernotes -----------------------------------------------------------
+gn="$here/../gophernotes"
+if [ -x "$bin/gophernotes" ] && stamp_ok gophernotes "$gn/go.mod" "$gn/go.sum" "$gn/jsoner.patch"; then
+  step "gophernotes is up to date ($bin/gophernotes)"
+else
+  stamp_ok gophernotes "$gn/go.mod" "$gn/go.sum" "$gn/jsoner.patch" || true
+  step "building gophernotes (patched v0.7.5)"
+  # The pristine v0.7.5 source, verified against the checksum database.
+  src=$(cd / && go mod download -json github.com/gopherdata/gophernotes@v0.7.5 |
+        sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  [ -d "$src" ] || { echo "gophernotes v0.7.5 not downloaded" >&2; exit 1; }
+  rm -rf "$gn/_patched"
+  cp -r "$src" "$gn/_patched"
+  chmod -R u+w "$gn/_patched"
+  patch -s -d "$gn/_patched" -p1 <"$gn/jsoner.patch"
+  (cd "$gn" && GOBIN="$bin" go install github.com/gopherdata/gophernotes)
+  rm -rf "$gn/_patched"
+  echo "$STAMP_WANT" >"$STAMP_FILE"
+fi
+
+# Kernel spec (gophernotes has no installer). The kernel's env makes gomacro's
+# `go get` resolve every import from $nbcache, offline and at the project's
+# versions; the project itself is not published, and its `go get` must fail
+# as "not found" (which the file proxy says) for gomacro's `replace` to take
+# over. GOSUMDB=off: the checksum database is not reachable offline.
+mkdir -p "$kernels/gophernotes"
+cat >"$kernels/gophernotes/kernel.json" <<EOF
+{
+  "argv": ["$bin/gophernotes", "{connection_file}"],
+  "display_name": "Go (gophernotes)",
+  "language": "go",
+  "name": "gophernotes",
+  "env": {
+    "GOPROXY": "file://$nbcache/cache/download",
+    "GOSUMDB": "off",
+    "GOTOOLCHAIN": "local"
+  }
+}
+EOF
+step "kernel gophernotes -> $kernels/gophernotes/kernel.json"
+
+step "done"
