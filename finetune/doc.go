@@ -1,0 +1,43 @@
+// Package finetune fine-tunes cybertron models in Go: training-time forward
+// passes that backpropagate through spago, language-model and classification
+// losses, and a synchronous training loop.
+//
+// Why a package of its own: cybertron v0.2.1 is written for inference, and
+// three spago v1.1.0 defects stop training through it:
+//
+//   - spago's multi-head attention builds a self-referencing graph (it reuses
+//     one buffer as the operand list of several ag.Concat nodes), so
+//     ag.Backward deadlocks. This package runs its own attention over the
+//     model's own parameters (each head's Query/Key/Value linears and the
+//     OutputMerge linear) and its own BERT and BART layer loops. The model is
+//     never modified, so nothing from this package ends up in a saved model.
+//   - Embedding tables decoded by gob have a nil gradient index and crash the
+//     process on their first row gradient. Losses refuse such tables when one
+//     of their rows requires a gradient; PrepareLoaded repairs them.
+//   - optimizers.Optimizer.Optimize returns before its updates finish. The
+//     Trainer calls the optimizer strategy itself, one parameter at a time.
+//
+// Forward passes ([EncodeBERT], [EncodeBART], [DecodeBART]) reproduce
+// cybertron's inference outputs (Bert.EncodeTokens, Encoder.Encode,
+// Decoder.Decode with curLen 1) to float32 rounding; the tests check 1e-5.
+//
+// Output logits are pluggable through [LogitsFunc], so an adapter can route
+// the logits of some token ids through its own trainable rows (tied output
+// projections); nil means the model's own projection. Logits are computed
+// only at positions that carry a loss, all of a batch at once.
+//
+// Training is reproducible: with the same seed, model and data, two runs
+// give bit-identical losses and parameters. spago's backward adds the
+// gradients of a tensor's consumers in goroutine order, which is only
+// order-independent for up to two consumers, so the graphs built here never
+// give a tensor that requires gradients more than two (see graph.go; a
+// custom LogitsFunc should also use h at most twice).
+//
+// Every input is validated before any graph node is built: an error inside a
+// spago op kills the process (log.Fatal, or a panic in a backward goroutine),
+// while these functions return errors wrapping [ErrInvalidInput] that name the
+// bad value and the allowed range.
+//
+// The [Trainer] API is not generic (notebook kernels such as gophernotes
+// cannot call generic functions); the dtype comes from the parameters.
+package finetune
