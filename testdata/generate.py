@@ -13,9 +13,12 @@ It (re)writes, byte for byte identically on every run:
                         pytorch_model.bin   (Hugging Face BartForConditionalGeneration names)
   testdata/corpus/      new-token corpora (see testdata/README.md)
 
-Only the Python standard library and plain torch tensors are used (no
-transformers). All randomness comes from random.Random with fixed seeds, so the
-numbers do not depend on torch's RNG. The .bin files are written with
+Only the Python standard library and torch are used (no transformers). The
+initial weights, the training text and the masking come from random.Random
+with fixed seeds. Both models are then pretrained a little with torch (see
+"Pretraining" below and testdata/README.md), seeded, on one thread, with
+deterministic algorithms only, so the trained weights are the same on every
+run with the same torch build. The .bin files are written with
 torch.save(..., _use_new_zipfile_serialization=True) into an in-memory buffer,
 so the zip records are always named "archive/..." whatever the output path;
 torch's zip writer stores fixed timestamps, which makes the archive itself
@@ -25,11 +28,13 @@ deterministic.
 import collections
 import io
 import json
+import math
 import os
 import random
 import re
 import string
 import sys
+import time
 
 import torch
 
@@ -375,7 +380,7 @@ def bert_state_dict(cfg):
     return sd
 
 
-def write_bert(out_dir):
+def write_bert(out_dir, corpus_train):
     vocab = bert_vocab()
     cfg = collections.OrderedDict([
         ("architectures", ["BertForMaskedLM"]),
@@ -415,6 +420,13 @@ def write_bert(out_dir):
         ("unk_token", "[UNK]"),
     ])
     sd = bert_state_dict(cfg)
+    P = pretrain_bert(sd, cfg, vocab, corpus_train)
+    for k, v in P.items():
+        sd[k] = v.detach()  # same key, same position in the state dict
+    # Tied, as in HF checkpoints: distinct tensors sharing the storage of the
+    # word embeddings / bias (as bert_state_dict makes them).
+    sd["cls.predictions.decoder.weight"] = sd["bert.embeddings.word_embeddings.weight"].detach()
+    sd["cls.predictions.decoder.bias"] = sd["cls.predictions.bias"].detach()
     assert torch.equal(sd["cls.predictions.decoder.weight"], sd["bert.embeddings.word_embeddings.weight"])
     write_json(os.path.join(out_dir, "config.json"), cfg)
     write_json(os.path.join(out_dir, "tokenizer_config.json"), tok_cfg)
@@ -558,7 +570,7 @@ def bart_state_dict(cfg):
     return sd
 
 
-def write_bart(out_dir, corpus_lines):
+def write_bart(out_dir, corpus_lines, corpus_pairs):
     vocab, merges = bart_tokenizer(corpus_lines)
     assert len(set(vocab)) == len(vocab)
     cfg = collections.OrderedDict([
@@ -613,6 +625,11 @@ def write_bart(out_dir, corpus_lines):
         ("vocab_size", len(vocab)),
     ])
     sd = bart_state_dict(cfg)
+    P = pretrain_bart(sd, cfg, vocab, merges, corpus_pairs)
+    for k, v in P.items():
+        sd[k] = v.detach()
+    for k in ("model.encoder.embed_tokens.weight", "model.decoder.embed_tokens.weight", "lm_head.weight"):
+        sd[k] = sd["model.shared.weight"].detach()  # tied: same storage, as bart_state_dict makes them
     for k in ("model.encoder.embed_tokens.weight", "model.decoder.embed_tokens.weight", "lm_head.weight"):
         assert torch.equal(sd[k], sd["model.shared.weight"])
     vocab_ids = collections.OrderedDict((t, i) for i, t in enumerate(vocab))
@@ -622,6 +639,435 @@ def write_bart(out_dir, corpus_lines):
                "#version: 0.2\n" + "".join("%s %s\n" % m for m in merges))
     save_state_dict(os.path.join(out_dir, "pytorch_model.bin"), sd)
     return vocab, merges, cfg
+
+
+# ---------------------------------------------------------------------------
+# Pretraining
+# ---------------------------------------------------------------------------
+#
+# Random weights carry no context: the encoder output at a [MASK] would be
+# the same whatever the sentence says. So both models are pretrained a little
+# (with torch, on the CPU, deterministically) on ordinary sentences made from
+# the corpus templates, in which the new words are replaced by ordinary nouns
+# of the same kind ("the fox climbs trees ."). The new words themselves are
+# never seen. The forward passes below are minimal re-implementations of the
+# Hugging Face modules, written directly on the state dict's tensors so that
+# the trained values are saved under exactly the same names.
+
+# Ordinary nouns per kind; they replace the new words in pretraining text.
+PRETRAIN_NOUNS = {
+    "animal": ["cat", "dog", "fox", "rabbit", "horse", "bear", "wolf", "mouse", "frog", "pig"],
+    "tool": ["hammer", "knife", "tool", "key", "spoon", "fork"],
+    "food": ["bread", "cake", "apple", "cheese", "soup", "rice", "butter", "banana"],
+    "bird": ["bird", "bee"],
+}
+
+# More contexts per kind, so that the models see the kinds in varied text.
+PRETRAIN_EXTRA = {
+    "animal": {"adjs": ["brown", "big"], "places": ["in the woods", "on the farm"],
+               "actions": ["eats meat", "eats grass"]},
+    "tool": {"adjs": ["iron", "old"], "places": ["in the bag", "on the wall"],
+             "actions": ["cuts meat", "breaks the ice"]},
+    "food": {"adjs": ["hot", "good"], "places": ["at lunch", "at dinner"],
+             "actions": ["tastes good", "is made with butter"]},
+    "bird": {"adjs": ["yellow", "white"], "places": ["in the tree", "over the sea"],
+             "actions": ["flies away", "sings a song"]},
+}
+
+KINDS = ["animal", "tool", "food", "bird"]
+
+
+def kind_facts(kind):
+    base = next(f for f in NEW_WORD_FACTS.values() if f["kind"] == kind)
+    extra = PRETRAIN_EXTRA[kind]
+    return {"kind": kind, "adjs": base["adjs"] + extra["adjs"],
+            "places": base["places"] + extra["places"], "actions": base["actions"] + extra["actions"]}
+
+
+def noun_for(rng):
+    """A random ordinary noun of the same kind for each new word."""
+    return {w: rng.choice(PRETRAIN_NOUNS[NEW_WORD_FACTS[w]["kind"]]) for w in NEW_WORDS}
+
+
+def replace_new_words(text, nouns):
+    return " ".join(nouns.get(t, t) for t in text.split())
+
+
+def pretrain_text(seed, n_per_kind):
+    """Ordinary sentences (no new word) and seq2seq pairs for pretraining."""
+    rng = random.Random(seed)
+    sents, pairs = [], []
+    for kind in KINDS:
+        facts = kind_facts(kind)
+        for _ in range(n_per_kind):
+            noun = rng.choice(PRETRAIN_NOUNS[kind])
+            sents += mlm_sentences(rng, noun, facts, 1)
+    sents += filler_sentences(rng, 40)
+    for _ in range(n_per_kind // 8):
+        for kind in KINDS:
+            noun = rng.choice(PRETRAIN_NOUNS[kind])
+            pairs += seq2seq_pairs(rng, noun, next(f for f in NEW_WORD_FACTS.values() if f["kind"] == kind))
+    return sents, pairs
+
+
+def gelu(x):
+    return torch.nn.functional.gelu(x)  # erf form, Hugging Face's "gelu"
+
+
+def linear(P, prefix, x):
+    return torch.nn.functional.linear(x, P[prefix + ".weight"], P[prefix + ".bias"])
+
+
+def layer_norm(P, prefix, x, eps):
+    return torch.nn.functional.layer_norm(x, (x.shape[-1],), P[prefix + ".weight"], P[prefix + ".bias"], eps)
+
+
+def attention(q, k, v, heads, add_mask):
+    """Multi-head attention core. q, k, v: [B, L, D], already projected (q
+    already scaled); add_mask broadcasts to [B, heads, Lq, Lk]."""
+    B, Lq, D = q.shape
+    Lk = k.shape[1]
+    hd = D // heads
+    q = q.view(B, Lq, heads, hd).transpose(1, 2)
+    k = k.view(B, Lk, heads, hd).transpose(1, 2)
+    v = v.view(B, Lk, heads, hd).transpose(1, 2)
+    # Broadcast products instead of batched matmuls: for these tiny shapes they
+    # are much faster than a generic BLAS bmm (one gemm call per head).
+    scores = (q.unsqueeze(3) * k.unsqueeze(2)).sum(-1)  # [B, h, Lq, Lk]
+    probs = torch.softmax(scores + add_mask, dim=-1)
+    ctx = (probs.unsqueeze(-1) * v.unsqueeze(2)).sum(3)  # [B, h, Lq, hd]
+    return ctx.transpose(1, 2).reshape(B, Lq, D)
+
+
+NEG = torch.finfo(torch.float32).min
+
+
+# Pretraining runs without dropout (short, tiny, and faster), so the forward
+# passes below are the inference forward passes of the Hugging Face modules.
+
+
+def bert_encode(P, cfg, ids, pad):
+    """BertModel's last hidden state for ids [B, L] (pad: bool [B, L]), token type 0."""
+    H, heads, eps = cfg["hidden_size"], cfg["num_attention_heads"], cfg["layer_norm_eps"]
+    L = ids.shape[1]
+    x = (torch.nn.functional.embedding(ids, P["bert.embeddings.word_embeddings.weight"],
+                                       padding_idx=cfg["pad_token_id"])
+         + P["bert.embeddings.position_embeddings.weight"][:L]
+         + P["bert.embeddings.token_type_embeddings.weight"][0])
+    x = layer_norm(P, "bert.embeddings.LayerNorm", x, eps)
+    add_mask = pad[:, None, None, :].float() * NEG
+    scale = 1.0 / math.sqrt(H // heads)
+    for i in range(cfg["num_hidden_layers"]):
+        p = "bert.encoder.layer.%d" % i
+        q = linear(P, p + ".attention.self.query", x) * scale
+        k = linear(P, p + ".attention.self.key", x)
+        v = linear(P, p + ".attention.self.value", x)
+        a = linear(P, p + ".attention.output.dense", attention(q, k, v, heads, add_mask))
+        x = layer_norm(P, p + ".attention.output.LayerNorm", a + x, eps)
+        h = linear(P, p + ".output.dense", gelu(linear(P, p + ".intermediate.dense", x)))
+        x = layer_norm(P, p + ".output.LayerNorm", h + x, eps)
+    return x
+
+
+def bert_mlm_logits(P, cfg, h):
+    """BertOnlyMLMHead: transform (dense, gelu, LayerNorm), then the decoder tied to the word embeddings."""
+    t = gelu(linear(P, "cls.predictions.transform.dense", h))
+    t = layer_norm(P, "cls.predictions.transform.LayerNorm", t, cfg["layer_norm_eps"])
+    return torch.nn.functional.linear(t, P["bert.embeddings.word_embeddings.weight"], P["cls.predictions.bias"])
+
+
+def bart_embed(P, side, ids):
+    """Shared token embeddings (scale 1: scale_embedding is false) + learned
+    positions (offset 2), then layernorm_embedding."""
+    p = "model." + side
+    L = ids.shape[1]
+    x = torch.nn.functional.embedding(ids, P["model.shared.weight"], padding_idx=1)
+    x = x + P[p + ".embed_positions.weight"][2:2 + L]
+    return layer_norm(P, p + ".layernorm_embedding", x, 1e-5)
+
+
+def bart_attn(P, prefix, xq, xkv, heads, add_mask):
+    D = xq.shape[-1]
+    q = linear(P, prefix + ".q_proj", xq) * (D // heads) ** -0.5
+    k = linear(P, prefix + ".k_proj", xkv)
+    v = linear(P, prefix + ".v_proj", xkv)
+    return linear(P, prefix + ".out_proj", attention(q, k, v, heads, add_mask))
+
+
+def bart_logits(P, cfg, src, src_pad, dec_in, dec_pad):
+    """BartForConditionalGeneration (post-norm layers) logits for decoder inputs dec_in."""
+    x = bart_embed(P, "encoder", src)
+    src_mask = src_pad[:, None, None, :].float() * NEG
+    for i in range(cfg["encoder_layers"]):
+        lp = "model.encoder.layers.%d" % i
+        heads = cfg["encoder_attention_heads"]
+        x = layer_norm(P, lp + ".self_attn_layer_norm", x + bart_attn(P, lp + ".self_attn", x, x, heads, src_mask), 1e-5)
+        x = layer_norm(P, lp + ".final_layer_norm", x + linear(P, lp + ".fc2", gelu(linear(P, lp + ".fc1", x))), 1e-5)
+    enc = x
+    Ld = dec_in.shape[1]
+    causal = torch.triu(torch.full((Ld, Ld), NEG), diagonal=1)
+    self_mask = torch.minimum(causal[None, None], dec_pad[:, None, None, :].float() * NEG)
+    y = bart_embed(P, "decoder", dec_in)
+    for i in range(cfg["decoder_layers"]):
+        lp = "model.decoder.layers.%d" % i
+        heads = cfg["decoder_attention_heads"]
+        y = layer_norm(P, lp + ".self_attn_layer_norm", y + bart_attn(P, lp + ".self_attn", y, y, heads, self_mask), 1e-5)
+        y = layer_norm(P, lp + ".encoder_attn_layer_norm",
+                       y + bart_attn(P, lp + ".encoder_attn", y, enc, heads, src_mask), 1e-5)
+        y = layer_norm(P, lp + ".final_layer_norm", y + linear(P, lp + ".fc2", gelu(linear(P, lp + ".fc1", y))), 1e-5)
+    return torch.nn.functional.linear(y, P["model.shared.weight"]) + P["final_logits_bias"]
+
+
+def pad_batch(seqs, pad_id):
+    """Right-padded int64 batch and its padding mask."""
+    L = max(len(s) for s in seqs)
+    ids = torch.tensor([s + [pad_id] * (L - len(s)) for s in seqs], dtype=torch.int64)
+    return ids, ids == pad_id
+
+
+def trainable(sd, skip):
+    """Leaf copies of the float tensors (tied aliases left out), in state-dict order."""
+    P = collections.OrderedDict()
+    for k, v in sd.items():
+        if k in skip or not v.is_floating_point():
+            continue
+        P[k] = v.detach().clone().requires_grad_(True)
+    return P
+
+
+def make_optimizer(P, lr, no_decay):
+    decay = [v for k, v in P.items() if not any(s in k for s in no_decay)]
+    other = [v for k, v in P.items() if any(s in k for s in no_decay)]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": 0.01},
+                              {"params": other, "weight_decay": 0.0}], lr=lr)
+
+
+def lr_at(step, steps, peak, warmup):
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    return peak * max(0.05, (steps - step) / (steps - warmup))
+
+
+def check_sane(P, name):
+    worst = max(float(v.detach().abs().max()) for v in P.values())
+    assert all(bool(torch.isfinite(v).all()) for v in P.values()), name + ": non-finite weights"
+    assert worst < 20.0, "%s: weights too large (%.3g)" % (name, worst)
+    return worst
+
+
+BERT_STEPS = 1200
+BART_STEPS = 1200
+BATCH = 32
+
+
+def bert_example(rng, sent, vocab, nouns_ids, first_word):
+    """[CLS] sentence [SEP] and its labels (-100: not predicted). Half the time
+    every noun is predicted (as the new words will be), else a random 15% of
+    the words, BERT style (80% [MASK], 10% a random ordinary word, 10% kept)."""
+    ids = [vocab["[CLS]"]] + [vocab[w] for w in sent.split()] + [vocab["[SEP]"]]
+    inner = list(range(1, len(ids) - 1))
+    noun_pos = [i for i in inner if ids[i] in nouns_ids]
+    if noun_pos and rng.random() < 0.5:
+        chosen = noun_pos
+    else:
+        chosen = [i for i in inner if rng.random() < 0.15] or [rng.choice(inner)]
+    inp, labels = list(ids), [-100] * len(ids)
+    for i in chosen:
+        labels[i] = ids[i]
+        r = rng.random()
+        if r < 0.8:
+            inp[i] = vocab["[MASK]"]
+        elif r < 0.9:  # any word from "the" on, except [unused_last]
+            inp[i] = first_word + rng.randrange(len(vocab) - first_word - 1)
+    return inp, labels
+
+
+def pretrain_bert(sd, cfg, vocab_list, corpus_train):
+    vocab = {t: i for i, t in enumerate(vocab_list)}
+    rng = random.Random(4242)
+    sents, _ = pretrain_text(9001, 700)
+    sents += [replace_new_words(s, noun_for(rng)) for s in corpus_train]
+    sents = dedupe(sents)
+    held, _ = pretrain_text(31337, 40)
+    seen = set(sents)
+    held = [s for s in dedupe(held) if s not in seen]
+    for s in sents + held:
+        for w in s.split():
+            assert w in vocab and w not in NEW_WORDS, w
+    nouns = {k: {vocab[n] for n in v} for k, v in PRETRAIN_NOUNS.items()}
+    all_nouns = set().union(*nouns.values())
+    first_word = vocab["the"]
+    mask_id = vocab["[MASK]"]
+
+    torch.manual_seed(7)
+    P = trainable(sd, {"cls.predictions.decoder.weight", "cls.predictions.decoder.bias"})
+    opt = make_optimizer(P, 1e-3, ("LayerNorm", "bias"))
+    peak = 5e-3
+    order = []
+    for step in range(BERT_STEPS):
+        if len(order) < BATCH:
+            idx = list(range(len(sents)))
+            rng.shuffle(idx)
+            order += idx
+        batch = [bert_example(rng, sents[j], vocab, all_nouns, first_word) for j in order[:BATCH]]
+        del order[:BATCH]
+        ids, pad = pad_batch([b[0] for b in batch], 0)
+        labels, _ = pad_batch([b[1] for b in batch], -100)
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, BERT_STEPS, peak, 100)
+        h = bert_encode(P, cfg, ids, pad)
+        sel = labels != -100
+        loss = torch.nn.functional.cross_entropy(bert_mlm_logits(P, cfg, h[sel]), labels[sel])
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(list(P.values()), 1.0)
+        opt.step()
+        if step % 200 == 0 or step == BERT_STEPS - 1:
+            print("  bert step %4d  loss %.3f" % (step, float(loss)))
+
+    # Held-out ordinary sentences: every word masked in turn, and the noun slot.
+    with torch.no_grad():
+        tok_ok = tok_n = noun_ok = kind_ok = noun_n = 0
+        for s in held:
+            ids = [vocab["[CLS]"]] + [vocab[w] for w in s.split()] + [vocab["[SEP]"]]
+            seqs, targets = [], []
+            for i in range(1, len(ids) - 1):
+                seqs.append(ids[:i] + [mask_id] + ids[i + 1:])
+                targets.append((i, ids[i]))
+            x, pad = pad_batch(seqs, 0)
+            logits = bert_mlm_logits(P, cfg, bert_encode(P, cfg, x, pad))
+            for r, (i, t) in enumerate(targets):
+                tok_ok += int(logits[r, i].argmax()) == t
+                tok_n += 1
+            kind = next((k for k in KINDS if any(i in nouns[k] for i in ids)), None)
+            if kind is None:
+                continue
+            m = [mask_id if i in nouns[kind] else i for i in ids]
+            x, pad = pad_batch([m], 0)
+            logits = bert_mlm_logits(P, cfg, bert_encode(P, cfg, x, pad))[0]
+            for i in range(len(ids)):
+                if m[i] == mask_id:
+                    pred = int(logits[i].argmax())
+                    noun_ok += pred == ids[i]
+                    kind_ok += pred in nouns[kind]
+                    noun_n += 1
+        print("  bert held-out (%d sentences): token accuracy %.1f%% (%d tokens, each masked alone), "
+              "noun slot: exact %.1f%%, right kind %.1f%% (%d); chance %.2f%%"
+              % (len(held), 100.0 * tok_ok / tok_n, tok_n, 100.0 * noun_ok / noun_n,
+                 100.0 * kind_ok / noun_n, noun_n, 100.0 / len(vocab_list)))
+        probes = ["the [MASK] is red .", "the [MASK] is blue .", "the [MASK] is sweet .", "the [MASK] is green ."]
+        hs = []
+        for s in probes:
+            ids = [vocab["[CLS]"]] + [vocab[w] for w in s.split()] + [vocab["[SEP]"]]
+            x, pad = pad_batch([ids], 0)
+            h = bert_encode(P, cfg, x, pad)[0, 2]
+            hs.append(h)
+            top = bert_mlm_logits(P, cfg, h[None])[0].topk(3).indices.tolist()
+            print("    %-24s -> %s" % (s, " ".join(vocab_list[i] for i in top)))
+        cos = [float(torch.nn.functional.cosine_similarity(hs[a], hs[b], dim=0))
+               for a in range(4) for b in range(a + 1, 4)]
+        print("    [MASK] hidden states of the 4 probes: mean pairwise cosine %.3f" % (sum(cos) / len(cos)))
+    print("  bert max |weight| %.3f" % check_sane(P, "bert"))
+    return P
+
+
+def pretrain_bart(sd, cfg, vocab_list, merges, corpus_pairs):
+    ranks = {m: i for i, m in enumerate(merges)}
+    vocab = {t: i for i, t in enumerate(vocab_list)}
+    bos, pad_id, eos, mask_id = 0, 1, 2, vocab["<mask>"]
+
+    cache = {}
+
+    def bpe(text):
+        if text not in cache:
+            cache[text] = bpe_encode(text, ranks, vocab)
+        return cache[text]
+
+    def enc(text):
+        return [bos] + bpe(text) + [eos]
+
+    rng = random.Random(777)
+    sents, pairs = pretrain_text(9002, 400)
+    for a, b in corpus_pairs:
+        nouns = noun_for(rng)  # the same noun on both sides
+        pairs.append((replace_new_words(a, nouns), replace_new_words(b, nouns)))
+    held_s, held_p = pretrain_text(4711, 12)
+    seen = set(sents)
+    held_s = [s for s in held_s if s not in seen]
+
+    def denoise(s):
+        words = s.split()
+        if rng.random() < 0.5:  # text infilling: a span of 1-3 words -> one <mask>
+            n = rng.randint(1, min(3, len(words)))
+            i = rng.randrange(len(words) - n + 1)
+            left, right = words[:i], words[i + n:]
+            src = [bos] + (bpe(" ".join(left)) if left else []) + [mask_id]
+            src += (bpe(" " + " ".join(right)) if right else []) + [eos]
+        else:  # token masking
+            src = enc(s)
+            src = [mask_id if 0 < j < len(src) - 1 and rng.random() < 0.2 else t for j, t in enumerate(src)]
+        return src, enc(s)
+
+    def example():
+        r = rng.random()
+        if r < 0.5:
+            return denoise(rng.choice(sents))
+        if r < 0.6:
+            s = rng.choice(sents)
+            prefix = rng.choice(["copy :", "repeat :"])
+            return enc(prefix + " " + s), enc(s)
+        a, b = rng.choice(pairs)
+        return enc(a), enc(b)
+
+    torch.manual_seed(8)
+    tied = {"model.encoder.embed_tokens.weight", "model.decoder.embed_tokens.weight", "lm_head.weight"}
+    P = trainable(sd, tied)
+    opt = make_optimizer(P, 1e-3, ("layer_norm", "layernorm", "bias"))
+    peak = 5e-3
+    for step in range(BART_STEPS):
+        batch = [example() for _ in range(BATCH)]
+        src, src_pad = pad_batch([b[0] for b in batch], pad_id)
+        tgt, tgt_pad = pad_batch([b[1] for b in batch], pad_id)
+        dec_in, dec_pad = pad_batch([[cfg["decoder_start_token_id"]] + b[1][:-1] for b in batch], pad_id)
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, BART_STEPS, peak, 100)
+        logits = bart_logits(P, cfg, src, src_pad, dec_in, dec_pad)
+        loss = torch.nn.functional.cross_entropy(logits[~tgt_pad], tgt[~tgt_pad])
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(list(P.values()), 1.0)
+        opt.step()
+        if step % 200 == 0 or step == BART_STEPS - 1:
+            print("  bart step %4d  loss %.3f" % (step, float(loss)))
+
+    with torch.no_grad():
+        def greedy(src):
+            s, sp = pad_batch([src], pad_id)
+            out = [cfg["decoder_start_token_id"]]
+            while len(out) < cfg["max_length"]:
+                d, dp = pad_batch([out], pad_id)
+                nxt = int(bart_logits(P, cfg, s, sp, d, dp)[0, -1].argmax())
+                out.append(nxt)
+                if nxt == eos:
+                    break
+            return out[1:]
+
+        # Copying unseen sentences, and the task format (whose nouns are
+        # random, so an exact match is partly luck).
+        for what, tests in (("copy", [("copy : " + s, s) for s in held_s[::4]]), ("task", held_p[::3])):
+            tok_ok = tok_n = exact = 0
+            for a, b in tests:
+                src, tgt = enc(a), enc(b)
+                s, sp = pad_batch([src], pad_id)
+                d, dp = pad_batch([[cfg["decoder_start_token_id"]] + tgt[:-1]], pad_id)
+                pred = bart_logits(P, cfg, s, sp, d, dp)[0].argmax(-1).tolist()
+                tok_ok += sum(int(p == t) for p, t in zip(pred, tgt))
+                tok_n += len(tgt)
+                exact += greedy(src) == tgt
+            print("  bart held-out %s pairs: teacher-forced token accuracy %.1f%%, greedy exact match %d/%d"
+                  % (what, 100.0 * tok_ok / tok_n, exact, len(tests)))
+    print("  bart max |weight| %.3f" % check_sane(P, "bart"))
+    return P
 
 
 # ---------------------------------------------------------------------------
@@ -648,6 +1094,11 @@ def wordpiece(word, vocab_set):
 
 
 def main():
+    # Pretraining must give the same bits on every run: one thread, fixed
+    # seeds, deterministic kernels only.
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    start = time.time()
     train, evl, s2s_train, s2s_eval = build_corpora()
     corpus_dir = os.path.join(HERE, "corpus")
     write_text(os.path.join(corpus_dir, "new_tokens.txt"), "".join(w + "\n" for w in NEW_WORDS))
@@ -656,9 +1107,9 @@ def main():
     write_text(os.path.join(corpus_dir, "seq2seq_train.tsv"), "".join("%s\t%s\n" % p for p in s2s_train))
     write_text(os.path.join(corpus_dir, "seq2seq_eval.tsv"), "".join("%s\t%s\n" % p for p in s2s_eval))
 
-    bert_vocab_list = write_bert(os.path.join(HERE, "bert-tiny"))
+    bert_vocab_list = write_bert(os.path.join(HERE, "bert-tiny"), train)
     all_lines = train + evl + ["%s\t%s" % p for p in s2s_train + s2s_eval]
-    bart_vocab, merges, bart_cfg = write_bart(os.path.join(HERE, "bart-tiny"), all_lines)
+    bart_vocab, merges, bart_cfg = write_bart(os.path.join(HERE, "bart-tiny"), all_lines, s2s_train)
 
     # Self-checks.
     bset = set(bert_vocab_list)
@@ -680,6 +1131,7 @@ def main():
     print("bert-tiny: vocab %d" % len(bert_vocab_list))
     print("bart-tiny: vocab %d, merges %d" % (len(bart_vocab), len(merges)))
     print("corpus: mlm %d/%d lines, seq2seq %d/%d pairs" % (len(train), len(evl), len(s2s_train), len(s2s_eval)))
+    print("done in %.1fs" % (time.time() - start))
     return 0
 
 

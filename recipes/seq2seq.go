@@ -1,0 +1,94 @@
+package recipes
+
+import (
+	"fmt"
+
+	"github.com/nlpodyssey/cybertron/pkg/models/bart"
+	"github.com/nlpodyssey/spago/mat"
+
+	"github.com/gopeft/gopeft/finetune"
+	"github.com/gopeft/gopeft/internal/rows"
+	"github.com/gopeft/gopeft/newtokens"
+	"github.com/gopeft/gopeft/trainabletokens"
+)
+
+// Seq2SeqExamples tokenizes source/target text pairs with <s> … </s>, as
+// Hugging Face's BART tokenizer does for inputs and labels.
+func Seq2SeqExamples(tok *newtokens.Tokenizer, pairs [][2]string) ([]finetune.Seq2SeqExample, error) {
+	out := make([]finetune.Seq2SeqExample, 0, len(pairs))
+	for i, p := range pairs {
+		src, _, err := tok.EncodeSpecial(p[0])
+		if err != nil {
+			return nil, fmt.Errorf("recipes: pair %d source %q: %w", i, p[0], err)
+		}
+		tgt, _, err := tok.EncodeSpecial(p[1])
+		if err != nil {
+			return nil, fmt.Errorf("recipes: pair %d target %q: %w", i, p[1], err)
+		}
+		out = append(out, finetune.Seq2SeqExample{Source: src, Target: tgt})
+	}
+	return out, nil
+}
+
+// Generate decodes greedily from text with cybertron's own BART inference
+// (Encoder.Encode, Decoder.Decode, Projection, and the pad mask generation
+// adds), inside tm.Do when tm is not nil. Decoding starts from
+// decoder_start_token_id, forces bos_token when the config asks for it
+// (force_bos_token_to_be_generated),
+// and stops at eos or max_length. It returns the generated text without
+// special tokens.
+func Generate(m *bart.ModelForConditionalGeneration, tm *trainabletokens.Model, tok *newtokens.Tokenizer, text string) (string, error) {
+	src, _, err := tok.EncodeSpecial(text)
+	if err != nil {
+		return "", err
+	}
+	cfg := m.Bart.Config
+	vocab := len(m.Bart.Embeddings.Weights)
+	for _, id := range src {
+		if id < 0 || id >= vocab {
+			return "", fmt.Errorf("recipes: token id %d out of the model's vocabulary [0, %d)", id, vocab)
+		}
+	}
+	if len(src) > cfg.MaxPositionEmbeddings {
+		return "", fmt.Errorf("recipes: %d source tokens, at most %d allowed", len(src), cfg.MaxPositionEmbeddings)
+	}
+	maxLen := cfg.MaxLength
+	if maxLen <= 0 || maxLen > cfg.MaxPositionEmbeddings {
+		maxLen = cfg.MaxPositionEmbeddings
+	}
+	out := []int{cfg.DecoderStartTokenID}
+	run := func() error {
+		enc := m.Bart.Encoder.Encode(src)
+		for len(out) < maxLen {
+			if len(out) == 1 && cfg.ForceBosTokenToBeGenerated && cfg.BosTokenID >= 0 && cfg.BosTokenID < vocab {
+				out = append(out, cfg.BosTokenID)
+				continue
+			}
+			dec, _ := m.Bart.Decoder.Decode(enc, out, nil, 1)
+			logits := m.Projection.Forward(dec[len(dec)-1])[0].Value().(mat.Matrix)
+			pad := m.PadMask.Value().(mat.Matrix)
+			l := rows.Get(logits, 0, logits.Size())
+			p := rows.Get(pad, 0, pad.Size())
+			best := -1
+			for i := range l {
+				if v := l[i] + p[i]; best < 0 || v > l[best]+p[best] {
+					best = i
+				}
+			}
+			out = append(out, best)
+			if best == cfg.EosTokenID {
+				break
+			}
+		}
+		return nil
+	}
+	if tm != nil {
+		err = tm.Do(run)
+	} else {
+		err = run()
+	}
+	if err != nil {
+		return "", err
+	}
+	return tok.DecodeText(out, true)
+}
