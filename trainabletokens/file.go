@@ -456,11 +456,8 @@ func (m *Model) loadAdapter(src *source, name string, o LoadOptions) error {
 		return err
 	}
 	defer m.mu.Unlock()
-	if name == "" {
-		return fmt.Errorf("%w: adapter name is empty", ErrInvalidConfig)
-	}
-	if m.adapters[name] != nil {
-		return fmt.Errorf("%w: an adapter named %q already exists", ErrInvalidConfig, name)
+	if err := m.checkNewName(name); err != nil {
+		return err
 	}
 	p, err := plan(m.layout, src, o)
 	if err != nil {

@@ -409,6 +409,17 @@ func (m *Model) lockWrite() error {
 	return nil
 }
 
+// checkNewName refuses an empty or already used adapter name.
+func (m *Model) checkNewName(name string) error {
+	if name == "" {
+		return fmt.Errorf("%w: adapter name is empty", ErrInvalidConfig)
+	}
+	if m.adapters[name] != nil {
+		return fmt.Errorf("%w: an adapter named %q already exists", ErrInvalidConfig, name)
+	}
+	return nil
+}
+
 // AddAdapter adds another adapter, inactive (as in PEFT), with rows
 // initialised from the rows the model uses now (or randomly, per cfg).
 func (m *Model) AddAdapter(name string, cfg Config) error {
@@ -416,11 +427,8 @@ func (m *Model) AddAdapter(name string, cfg Config) error {
 		return err
 	}
 	defer m.mu.Unlock()
-	if name == "" {
-		return fmt.Errorf("%w: adapter name is empty", ErrInvalidConfig)
-	}
-	if m.adapters[name] != nil {
-		return fmt.Errorf("%w: an adapter named %q already exists", ErrInvalidConfig, name)
+	if err := m.checkNewName(name); err != nil {
+		return err
 	}
 	a, err := m.newAdapter(name, cfg)
 	if err != nil {
