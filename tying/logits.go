@@ -8,6 +8,7 @@ import (
 	"github.com/nlpodyssey/spago/mat/float"
 	"github.com/nlpodyssey/spago/nn/linear"
 
+	"github.com/gopeft/gopeft/internal/gemm"
 	"github.com/gopeft/gopeft/internal/rows"
 )
 
@@ -72,9 +73,8 @@ func Logits(out *linear.Model, h mat.Tensor, ids []int, trainable []mat.Tensor) 
 			return nil, fmt.Errorf("tying: row for token id %d has dtype %s, projection %s", id, rows.DType(rv.(mat.Matrix)), dt)
 		}
 	}
-	wh := ag.Mul(out.W, h)
 	op := &logitsOp{
-		wh:   wh,
+		w:    out.W,
 		h:    h,
 		ids:  append([]int(nil), ids...),
 		rows: append([]mat.Tensor(nil), trainable...),
@@ -84,17 +84,19 @@ func Logits(out *linear.Model, h mat.Tensor, ids []int, trainable []mat.Tensor) 
 }
 
 // logitsOp holds its own copies of ids and rows: spago reads Operands()
-// lazily during backward, so no caller-owned slice may be kept.
+// lazily during backward, so no caller-owned slice may be kept. The frozen
+// weight is an operand only so that the op sees its current value; it never
+// receives a gradient.
 type logitsOp struct {
-	wh, h mat.Tensor
-	ids   []int
-	rows  []mat.Tensor
-	bias  mat.Matrix
+	w, h mat.Tensor
+	ids  []int
+	rows []mat.Tensor
+	bias mat.Matrix
 }
 
 func (o *logitsOp) Operands() []mat.Tensor {
-	ops := make([]mat.Tensor, 0, 2+len(o.rows))
-	return append(append(ops, o.wh, o.h), o.rows...)
+	ops := make([]mat.Tensor, 0, 1+len(o.rows))
+	return append(append(ops, o.h), o.rows...)
 }
 
 func (o *logitsOp) Forward() (mat.Tensor, error) {
@@ -118,76 +120,86 @@ func (o *logitsOp) Backward(gy mat.Tensor) error {
 
 func data[T float.DType](t mat.Tensor) []T { return mat.Data[T](t.Value().(mat.Matrix)) }
 
+// forward is y = W·h + b (one blocked product, vocab×n), then the rows of
+// ids recomputed from the trainable rows: O(vocab·dim·n) + O(k·dim·n).
 func forward[T float.DType](o *logitsOp) mat.Tensor {
-	wh := o.wh.Value().(mat.Matrix)
-	y := wh.Clone()
-	ys, bs, hs := mat.Data[T](y), mat.Data[T](o.bias), data[T](o.h)
-	n := wh.Shape()[1]
-	vocab := wh.Shape()[0]
+	w, bs, hs := data[T](o.w), mat.Data[T](o.bias), data[T](o.h)
+	vocab, dim := o.w.Value().Shape()[0], o.w.Value().Shape()[1]
+	n := o.h.Value().Shape()[1]
+	ys := make([]T, vocab*n)
+	gemm.Gemm(false, false, vocab, n, dim, w, dim, hs, n, ys, n, false)
 	for v := 0; v < vocab; v++ {
 		b := bs[v]
-		for c := 0; c < n; c++ {
-			ys[v*n+c] += b
+		row := ys[v*n : (v+1)*n]
+		for c := range row {
+			row[c] += b
 		}
 	}
-	dim := len(hs) / n
-	for k, id := range o.ids {
-		r := data[T](o.rows[k])
-		for c := 0; c < n; c++ {
-			var acc T
-			for i := 0; i < dim; i++ {
-				acc += r[i] * hs[i*n+c]
+	if len(o.ids) > 0 {
+		// The k rows' logits: one k×dim by dim×n product.
+		r := gatherRows[T](o.rows, dim)
+		yk := make([]T, len(o.ids)*n)
+		gemm.Gemm(false, false, len(o.ids), n, dim, r, dim, hs, n, yk, n, false)
+		for k, id := range o.ids {
+			row := ys[id*n : (id+1)*n]
+			for c, v := range yk[k*n : (k+1)*n] {
+				row[c] = v + bs[id]
 			}
-			ys[id*n+c] = acc + bs[id]
 		}
 	}
-	return y
+	return mat.NewDense[T](mat.WithShape(vocab, n), mat.WithBacking(ys))
 }
 
+// backward: gh = Wᵀ·g + Σ_k (rows[k] − W[id_k]) ⊗ g[id_k] (the frozen
+// product plus a rank-k correction, nothing vocab×dim allocated), and
+// g(rows[k]) = h·g[id_k]ᵀ.
 func backward[T float.DType](o *logitsOp, g mat.Matrix) {
 	gs := mat.Data[T](g)
+	vocab, dim := o.w.Value().Shape()[0], o.w.Value().Shape()[1]
 	n := g.Shape()[1]
-	if o.wh.RequiresGrad() {
-		gb := g.Clone()
-		bs := mat.Data[T](gb)
-		for _, id := range o.ids {
-			clear(bs[id*n : (id+1)*n])
-		}
-		o.wh.AccGrad(gb)
-	}
 	hs := data[T](o.h)
-	dim := len(hs) / n
-	var gh mat.Matrix
+	k := len(o.ids)
+	gk := make([]T, k*n) // g at the k rows
+	for j, id := range o.ids {
+		copy(gk[j*n:(j+1)*n], gs[id*n:(id+1)*n])
+	}
 	var ghs []T
 	if o.h.RequiresGrad() {
-		gh = o.h.Value().(mat.Matrix).ZerosLike()
-		ghs = mat.Data[T](gh)
-	}
-	for k, id := range o.ids {
-		row := o.rows[k]
-		gid := gs[id*n : (id+1)*n]
-		if row.RequiresGrad() {
-			gr := row.Value().(mat.Matrix).ZerosLike()
-			grs := mat.Data[T](gr)
-			for i := 0; i < dim; i++ {
-				var acc T
-				for c := 0; c < n; c++ {
-					acc += gid[c] * hs[i*n+c]
+		ghs = make([]T, dim*n)
+		w := data[T](o.w)
+		gemm.Gemm(true, false, dim, n, vocab, w, dim, gs, n, ghs, n, false)
+		if k > 0 {
+			// Rank-k correction: (rows − W[ids])ᵀ·g[ids].
+			diff := gatherRows[T](o.rows, dim)
+			for j, id := range o.ids {
+				wid := w[id*dim : (id+1)*dim]
+				for i := range wid {
+					diff[j*dim+i] -= wid[i]
 				}
-				grs[i] = acc
 			}
-			row.AccGrad(gr)
+			gemm.Gemm(true, false, dim, n, k, diff, dim, gk, n, ghs, n, true)
 		}
-		if ghs != nil {
-			r := data[T](row)
-			for i := 0; i < dim; i++ {
-				for c := 0; c < n; c++ {
-					ghs[i*n+c] += r[i] * gid[c]
-				}
+	}
+	if k > 0 {
+		// Row gradients: g[ids]·hᵀ, one k×n by n×dim product.
+		gr := make([]T, k*dim)
+		gemm.Gemm(false, true, k, dim, n, gk, n, hs, n, gr, dim, false)
+		for j, row := range o.rows {
+			if row.RequiresGrad() {
+				row.AccGrad(mat.NewDense[T](mat.WithShape(row.Value().Shape()...), mat.WithBacking(gr[j*dim:(j+1)*dim:(j+1)*dim])))
 			}
 		}
 	}
-	if gh != nil {
-		o.h.AccGrad(gh)
+	if ghs != nil {
+		o.h.AccGrad(mat.NewDense[T](mat.WithShape(dim, n), mat.WithBacking(ghs)))
 	}
+}
+
+// gatherRows copies the rows (dim values each) into one k×dim matrix.
+func gatherRows[T float.DType](rows []mat.Tensor, dim int) []T {
+	out := make([]T, len(rows)*dim)
+	for j, r := range rows {
+		copy(out[j*dim:(j+1)*dim], data[T](r))
+	}
+	return out
 }
