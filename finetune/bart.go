@@ -59,6 +59,9 @@ func ConditionalGenerationLogits(m *bart.ModelForConditionalGeneration, source, 
 	if logits == nil {
 		logits = LinearLogits(m.Projection)
 	}
+	if h := fusedSeq2Seq(s, [][]int{source}, [][]int{decoderInput}); h != nil {
+		return logits(h), nil
+	}
 	g := newGraph()
 	return logits(columns(s.dec.forward(g, s.enc.forward(g, source), decoderInput))), nil
 }

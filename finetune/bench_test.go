@@ -1,10 +1,14 @@
 package finetune_test
 
 import (
+	"fmt"
+	"math/rand/v2"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/nlpodyssey/cybertron/pkg/models/bert"
+	"github.com/nlpodyssey/cybertron/pkg/vocabulary"
 	"github.com/nlpodyssey/spago/nn"
 	"github.com/nlpodyssey/spago/nn/embedding"
 	"github.com/stretchr/testify/require"
@@ -74,6 +78,82 @@ func BenchmarkStep(b *testing.B) {
 			task, err := finetune.ConditionalGenerationTask(m, pairs, nil)
 			require.NoError(b, err)
 			benchmarkStep(b, m, m.Bart.Embeddings, []int{2, 200}, task, full)
+		})
+	}
+}
+
+// mediumBERT is a masked-LM BERT of the benchmark's size (hidden 256, 4
+// layers, 4 heads, intermediate 1,024) with a vocabulary of v words.
+func mediumBERT(v int) (*bert.ModelForMaskedLM, []finetune.MaskedExample) {
+	words := append([]string{}, tinyWords[:5]...)
+	for i := len(words); i < v; i++ {
+		words = append(words, fmt.Sprintf("w%d", i))
+	}
+	m := bert.New[float32](bert.Config{
+		HiddenSize: 256, EmbeddingsSize: 256, IntermediateSize: 1024, NumAttentionHeads: 4, NumHiddenLayers: 4,
+		MaxPositionEmbeddings: 64, TypeVocabSize: 2, VocabSize: v, HiddenAct: "gelu",
+	})
+	m.Embeddings.Vocab = vocabulary.New(words)
+	mlm := bert.NewModelForMaskedLM[float32](m)
+	randomize(mlm, 3)
+	rng := rand.New(rand.NewPCG(4, 5))
+	var batch []finetune.MaskedExample
+	for range 8 {
+		tokens := []string{"[CLS]"}
+		for len(tokens) < 63 {
+			tokens = append(tokens, words[5+rng.IntN(v-5)])
+		}
+		tokens = append(tokens, "[SEP]")
+		ex := finetune.MaskedExample{Tokens: tokens, Targets: map[int]int{}}
+		for _, p := range rng.Perm(62)[:10] {
+			ex.Targets[p+1] = m.Embeddings.Vocab.MustID(tokens[p+1])
+			ex.Tokens[p+1] = "[MASK]"
+		}
+		batch = append(batch, ex)
+	}
+	return mlm, batch
+}
+
+// BenchmarkFusedMaskedLM is a trainable-tokens training step (forward,
+// backward, Adam on 10 rows) of the benchmark's BERT at vocabulary 30,522,
+// against its forward alone, on the fused path and on the graph path.
+func BenchmarkFusedMaskedLM(b *testing.B) {
+	m, batch := mediumBERT(30522)
+	finetune.SetRequiresGrad(m, false)
+	var rows []*nn.Param
+	// The [MASK] row (in every example, so the backward runs through the
+	// whole encoder) and nine rows absent from the batch.
+	for _, id := range []int{4, 30513, 30514, 30515, 30516, 30517, 30518, 30519, 30520, 30521} {
+		w := m.Bert.Embeddings.Tokens.Weights[id]
+		w.SetRequiresGrad(true)
+		rows = append(rows, w)
+	}
+	task, err := finetune.MaskedLMTask(m, batch, nil)
+	require.NoError(b, err)
+	trainer, err := finetune.NewTrainer(finetune.Config{TokenParams: rows, Quiet: true})
+	require.NoError(b, err)
+	all := []int{0, 1, 2, 3, 4, 5, 6, 7}
+	for _, fused := range []bool{true, false} {
+		name := "fused"
+		if !fused {
+			name = "graph"
+		}
+		b.Run(name+"/forward", func(b *testing.B) {
+			defer finetune.SetFusedForward(finetune.SetFusedForward(fused))
+			b.ReportAllocs()
+			for b.Loop() {
+				l, err := finetune.MaskedLMLoss(m, batch, nil)
+				require.NoError(b, err)
+				_ = l.Value()
+			}
+		})
+		b.Run(name+"/step", func(b *testing.B) {
+			defer finetune.SetFusedForward(finetune.SetFusedForward(fused))
+			b.ReportAllocs()
+			for b.Loop() {
+				_, err := trainer.Step(task, all)
+				require.NoError(b, err)
+			}
 		})
 	}
 }

@@ -53,6 +53,9 @@ func MaskedLMLogits(m *bert.ModelForMaskedLM, tokens []string, positions []int, 
 	if logits == nil {
 		logits = moduleLogits(m.Layers[len(m.Layers)-1])
 	}
+	if h := fusedMaskedLM(m, []bertInput{in}, [][]int{positions}); h != nil {
+		return logits(h), nil
+	}
 	g := newGraph()
 	return logits(columns(maskedLMHidden(g, m, bertForward(g, m.Bert, in), positions))), nil
 }

@@ -44,8 +44,14 @@ type crossEntropy struct {
 	logits  mat.Tensor
 	targets []int
 	// lse holds each column's log-sum-exp, computed by Forward and reused by
-	// Backward (keeping the softmax itself would cost a vocab×n matrix).
+	// Backward.
 	lse []float64
+	// exps, when the logits require a gradient, holds exp(x - max) of every
+	// element (Forward computes them anyway); Backward turns it into the
+	// gradient in place, so each element costs one exp, not two, and no
+	// memory beyond the gradient Backward needs anyway.
+	exps mat.Matrix
+	inv  []float64
 }
 
 func (c *crossEntropy) Operands() []mat.Tensor { return []mat.Tensor{c.logits} }
@@ -55,11 +61,18 @@ func (c *crossEntropy) Forward() (mat.Tensor, error) {
 	r, n := x.Shape()[0], x.Shape()[1]
 	c.lse = make([]float64, n)
 	f32, f64, _ := rows.Floats(x)
+	var e32 []float32
+	var e64 []float64
+	if c.logits.RequiresGrad() {
+		c.exps = x.NewMatrix(mat.WithShape(r, n))
+		c.inv = make([]float64, n)
+		e32, e64, _ = rows.Floats(c.exps)
+	}
 	var loss float64
 	if f32 != nil {
-		loss = crossEntropyForward(f32, r, n, c.targets, c.lse)
+		loss = crossEntropyForward(f32, e32, r, n, c.targets, c.lse, c.inv)
 	} else {
-		loss = crossEntropyForward(f64, r, n, c.targets, c.lse)
+		loss = crossEntropyForward(f64, e64, r, n, c.targets, c.lse, c.inv)
 	}
 	return x.NewScalar(loss), nil
 }
@@ -71,6 +84,18 @@ func (c *crossEntropy) Backward(gy mat.Tensor) error {
 	x := c.logits.Value().(mat.Matrix)
 	r, n := x.Shape()[0], x.Shape()[1]
 	scale := gy.Item().F64() / float64(n)
+	if c.exps != nil {
+		g := c.exps
+		c.exps = nil
+		gf32, gf64, _ := rows.Floats(g)
+		if gf32 != nil {
+			crossEntropyBackwardExps(gf32, r, n, c.targets, c.inv, scale)
+		} else {
+			crossEntropyBackwardExps(gf64, r, n, c.targets, c.inv, scale)
+		}
+		c.logits.AccGrad(g)
+		return nil
+	}
 	g := x.NewMatrix(mat.WithShape(r, n))
 	xf32, xf64, _ := rows.Floats(x)
 	gf32, gf64, _ := rows.Floats(g)
@@ -85,18 +110,47 @@ func (c *crossEntropy) Backward(gy mat.Tensor) error {
 
 // crossEntropyForward returns the mean loss over the n columns of the
 // row-major r×n matrix x and stores each column's log-sum-exp in lse.
-func crossEntropyForward[T float32 | float64](x []T, r, n int, targets []int, lse []float64) float64 {
+// Columns are split between goroutines; each column is summed over its
+// rows in order, so the result does not depend on the split.
+// With exps non-nil it also stores exp(x - column max) there.
+// and each column's 1/Σexp in inv.
+func crossEntropyForward[T float32 | float64](x, exps []T, r, n int, targets []int, lse, inv []float64) float64 {
+	parFor(n, 8, func(j0, j1 int) {
+		w := j1 - j0
+		hi := make([]T, w)
+		for j := range hi {
+			hi[j] = T(math.Inf(-1))
+		}
+		for i := 0; i < r; i++ {
+			for j, v := range x[i*n+j0 : i*n+j1] {
+				if v > hi[j] {
+					hi[j] = v
+				}
+			}
+		}
+		sum := make([]float64, w)
+		for i := 0; i < r; i++ {
+			if exps != nil {
+				e := exps[i*n+j0 : i*n+j1]
+				for j, v := range x[i*n+j0 : i*n+j1] {
+					e[j] = expT(v - hi[j])
+					sum[j] += float64(e[j])
+				}
+				continue
+			}
+			for j, v := range x[i*n+j0 : i*n+j1] {
+				sum[j] += float64(expT(v - hi[j]))
+			}
+		}
+		for j := range sum {
+			lse[j0+j] = float64(hi[j]) + math.Log(sum[j])
+			if exps != nil {
+				inv[j0+j] = 1 / sum[j]
+			}
+		}
+	})
 	var total float64
 	for j := 0; j < n; j++ {
-		hi := math.Inf(-1)
-		for i := 0; i < r; i++ {
-			hi = math.Max(hi, float64(x[i*n+j]))
-		}
-		var sum float64
-		for i := 0; i < r; i++ {
-			sum += math.Exp(float64(x[i*n+j]) - hi)
-		}
-		lse[j] = hi + math.Log(sum)
 		total += lse[j] - float64(x[targets[j]*n+j])
 	}
 	return total / float64(n)
@@ -105,13 +159,35 @@ func crossEntropyForward[T float32 | float64](x []T, r, n int, targets []int, ls
 // crossEntropyBackward writes scale·(softmax(x[:, j]) - onehot(targets[j]))
 // into every column j of g.
 func crossEntropyBackward[T float32 | float64](x, g []T, r, n int, targets []int, lse []float64, scale float64) {
-	for j := 0; j < n; j++ {
-		for i := 0; i < r; i++ {
-			p := math.Exp(float64(x[i*n+j]) - lse[j])
-			if i == targets[j] {
-				p--
+	parFor(r, 64, func(i0, i1 int) {
+		for i := i0; i < i1; i++ {
+			xs, gs := x[i*n:(i+1)*n], g[i*n:(i+1)*n]
+			for j, v := range xs {
+				gs[j] = expT(v-T(lse[j])) * T(scale)
 			}
-			g[i*n+j] = T(p * scale)
 		}
+	})
+	for j, t := range targets {
+		g[t*n+j] = T((math.Exp(float64(x[t*n+j])-lse[j]) - 1) * scale)
+	}
+}
+
+// crossEntropyBackwardExps turns e = exp(x - column max) into the gradient
+// scale·(e/Σe - onehot) in place.
+func crossEntropyBackwardExps[T float32 | float64](e []T, r, n int, targets []int, inv []float64, scale float64) {
+	f := make([]T, n)
+	for j := range f {
+		f[j] = T(inv[j] * scale)
+	}
+	parFor(r, 64, func(i0, i1 int) {
+		for i := i0; i < i1; i++ {
+			row := e[i*n : (i+1)*n]
+			for j := range row {
+				row[j] *= f[j]
+			}
+		}
+	})
+	for j, t := range targets {
+		e[t*n+j] -= T(scale)
 	}
 }

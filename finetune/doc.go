@@ -21,6 +21,20 @@
 // cybertron's inference outputs (Bert.EncodeTokens, Encoder.Encode,
 // Decoder.Decode with curLen 1) to float32 rounding; the tests check 1e-5.
 //
+// Fused forward: when every linear and layer-norm weight a loss uses is
+// frozen (trainable tokens, or training embedding tables only), the
+// masked-LM and conditional-generation losses (and MaskedLMLogits,
+// ConditionalGenerationLogits) run the whole batch as one autograd op
+// (fused.go): the batch is one matrix, linear layers are blocked matrix
+// products (internal/gemm, AVX2/FMA on amd64), attention runs per sequence
+// and head with a direct softmax backward, frozen weights get no gradient,
+// and only the embedding rows that require gradients receive one. It
+// computes the same values as the graph path (tests: 1e-5 against
+// cybertron, finite differences, determinism) about 20× faster at BERT
+// hidden 256. Models with a trainable weight, or a module the fused path
+// does not know, use the per-token graph; [SetFusedForward] switches the
+// fused path off.
+//
 // Output logits are pluggable through [LogitsFunc], so an adapter can route
 // the logits of some token ids through its own trainable rows (tied output
 // projections); nil means the model's own projection. Logits are computed

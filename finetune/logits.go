@@ -5,6 +5,8 @@ import (
 	"github.com/nlpodyssey/spago/mat"
 	"github.com/nlpodyssey/spago/nn"
 	"github.com/nlpodyssey/spago/nn/linear"
+
+	"github.com/gopeft/gopeft/internal/gemm"
 )
 
 // LogitsFunc maps hidden states to output logits. h is either one hidden
@@ -33,6 +35,16 @@ func LinearLogits(l *linear.Model) LogitsFunc {
 // broadcast through an outer product with a row of ones (spago's Affine
 // does not broadcast the bias).
 func affineColumns(l *linear.Model, h mat.Tensor) mat.Tensor {
+	switch h.Value().(type) {
+	case *mat.Dense[float32]:
+		if y, ok := newAffineOp[float32](l, h); ok {
+			return y
+		}
+	case *mat.Dense[float64]:
+		if y, ok := newAffineOp[float64](l, h); ok {
+			return y
+		}
+	}
 	n := h.Value().Shape()[1]
 	if n == 1 {
 		return ag.Affine(l.B, l.W, h)
@@ -67,4 +79,65 @@ func columns(cs []mat.Tensor) mat.Tensor {
 		return cs[0]
 	}
 	return ag.T(ag.Stack(cs...))
+}
+
+// affineOp is W·h + B·1ᵀ as one node: the product runs on internal/gemm,
+// and backward computes only the gradients its operands require (a frozen
+// W gets no vocab×dim gradient, and nothing vocab×dim is allocated).
+type affineOp[T float] struct {
+	w, b, h mat.Tensor
+}
+
+func newAffineOp[T float](l *linear.Model, h mat.Tensor) (mat.Tensor, bool) {
+	w, ok1 := l.W.Value().(*mat.Dense[T])
+	b, ok2 := l.B.Value().(*mat.Dense[T])
+	if !ok1 || !ok2 || len(w.Shape()) != 2 || b.Size() != w.Shape()[0] || w.Shape()[1] != h.Value().Shape()[0] {
+		return nil, false
+	}
+	return ag.NewOperator(&affineOp[T]{w: l.W, b: l.B, h: h}).Run(), true
+}
+
+func (o *affineOp[T]) Operands() []mat.Tensor { return []mat.Tensor{o.w, o.b, o.h} }
+
+func (o *affineOp[T]) Forward() (mat.Tensor, error) {
+	w, b, h := mat.Data[T](o.w.Value()), mat.Data[T](o.b.Value()), mat.Data[T](o.h.Value())
+	v, d := o.w.Value().Shape()[0], o.w.Value().Shape()[1]
+	n := o.h.Value().Shape()[1]
+	y := make([]T, v*n)
+	gemm.Gemm(false, false, v, n, d, w, d, h, n, y, n, false)
+	for i, bi := range b {
+		row := y[i*n : (i+1)*n]
+		for j := range row {
+			row[j] += bi
+		}
+	}
+	return mat.NewDense[T](mat.WithShape(v, n), mat.WithBacking(y)), nil
+}
+
+func (o *affineOp[T]) Backward(gy mat.Tensor) error {
+	g := mat.Data[T](gy.(mat.Matrix))
+	v, d := o.w.Value().Shape()[0], o.w.Value().Shape()[1]
+	n := o.h.Value().Shape()[1]
+	if o.h.RequiresGrad() {
+		gh := make([]T, d*n)
+		gemm.Gemm(true, false, d, n, v, mat.Data[T](o.w.Value()), d, g, n, gh, n, false)
+		o.h.AccGrad(mat.NewDense[T](mat.WithShape(d, n), mat.WithBacking(gh)))
+	}
+	if o.w.RequiresGrad() {
+		gw := make([]T, v*d)
+		gemm.Gemm(false, true, v, d, n, g, n, mat.Data[T](o.h.Value()), n, gw, d, false)
+		o.w.AccGrad(mat.NewDense[T](mat.WithShape(v, d), mat.WithBacking(gw)))
+	}
+	if o.b.RequiresGrad() {
+		gb := make([]T, v)
+		for i := range gb {
+			var s T
+			for _, x := range g[i*n : (i+1)*n] {
+				s += x
+			}
+			gb[i] = s
+		}
+		o.b.AccGrad(mat.NewDense[T](mat.WithShape(o.b.Value().Shape()...), mat.WithBacking(gb)))
+	}
+	return nil
 }

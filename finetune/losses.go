@@ -79,15 +79,21 @@ func MaskedLMLoss(model *bert.ModelForMaskedLM, batch []MaskedExample, logits Lo
 	if logits == nil {
 		logits = moduleLogits(model.Layers[len(model.Layers)-1])
 	}
-	g := newGraph()
-	var hidden []mat.Tensor
+	positions := make([][]int, len(batch))
 	var targets []int
 	for i, ex := range batch {
-		ps := ex.positions()
-		hidden = append(hidden, maskedLMHidden(g, model, bertForward(g, model.Bert, inputs[i]), ps)...)
-		for _, p := range ps {
+		positions[i] = ex.positions()
+		for _, p := range positions[i] {
 			targets = append(targets, ex.Targets[p])
 		}
+	}
+	if h := fusedMaskedLM(model, inputs, positions); h != nil {
+		return lossOfMatrix(logits, h, targets)
+	}
+	g := newGraph()
+	var hidden []mat.Tensor
+	for i := range batch {
+		hidden = append(hidden, maskedLMHidden(g, model, bertForward(g, model.Bert, inputs[i]), positions[i])...)
 	}
 	return lossOf(logits, hidden, targets)
 }
@@ -185,12 +191,19 @@ func ConditionalGenerationLoss(model *bart.ModelForConditionalGeneration, batch 
 	if logits == nil {
 		logits = LinearLogits(model.Projection)
 	}
+	var targets []int
+	sources := make([][]int, len(batch))
+	for i, ex := range batch {
+		sources[i] = ex.Source
+		targets = append(targets, ex.Target...)
+	}
+	if h := fusedSeq2Seq(s, sources, decoderInputs); h != nil {
+		return lossOfMatrix(logits, h, targets)
+	}
 	g := newGraph()
 	var hidden []mat.Tensor
-	var targets []int
 	for i, ex := range batch {
 		hidden = append(hidden, s.dec.forward(g, s.enc.forward(g, ex.Source), decoderInputs[i])...)
-		targets = append(targets, ex.Target...)
 	}
 	return lossOf(logits, hidden, targets)
 }
@@ -233,7 +246,13 @@ func prepareConditionalGeneration(model *bart.ModelForConditionalGeneration, bat
 // cross entropy, checking the LogitsFunc's result before the loss node is
 // built.
 func lossOf(logits LogitsFunc, hidden []mat.Tensor, targets []int) (mat.Tensor, error) {
-	out := logits(columns(hidden))
+	return lossOfMatrix(logits, columns(hidden), targets)
+}
+
+// lossOfMatrix is lossOf for hidden states already arranged as the
+// columns of one dim×n matrix.
+func lossOfMatrix(logits LogitsFunc, h mat.Tensor, targets []int) (mat.Tensor, error) {
+	out := logits(h)
 	if out == nil {
 		return nil, fmt.Errorf("finetune: LogitsFunc returned nil")
 	}

@@ -1,0 +1,490 @@
+package finetune
+
+// Row-major building blocks of the fused training forward (fused.go): a
+// batch of n positions is one n×d matrix, every op has its own backward,
+// and frozen weights never get a gradient. Backward closures capture only
+// what they need (attention probabilities, normalized activations, the
+// activation derivative), never the inputs of linear layers: with frozen
+// weights, the input gradient of a linear layer needs only its weight.
+
+import (
+	"math"
+	"runtime"
+	"sync"
+
+	"github.com/nlpodyssey/spago/mat"
+	"github.com/nlpodyssey/spago/nn"
+	"github.com/nlpodyssey/spago/nn/activation"
+	"github.com/nlpodyssey/spago/nn/linear"
+	"github.com/nlpodyssey/spago/nn/normalization/layernorm"
+
+	"github.com/gopeft/gopeft/internal/gemm"
+)
+
+// float is the element type of the fused path.
+type float interface{ float32 | float64 }
+
+// backFn maps the gradient of an op's output to the gradient of its input.
+type backFn[T float] func(gy []T) []T
+
+// parFor runs body over [0, n) in contiguous chunks on up to GOMAXPROCS
+// goroutines. Chunks write disjoint data, so results do not depend on the
+// split.
+func parFor(n, minChunk int, body func(lo, hi int)) {
+	workers := runtime.GOMAXPROCS(0)
+	if workers > n/max(1, minChunk) {
+		workers = n / max(1, minChunk)
+	}
+	if workers <= 1 {
+		body(0, n)
+		return
+	}
+	var wg sync.WaitGroup
+	step := (n + workers - 1) / workers
+	for lo := 0; lo < n; lo += step {
+		hi := min(n, lo+step)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			body(lo, hi)
+		}()
+	}
+	wg.Wait()
+}
+
+// frozenData returns the data of a frozen dense parameter of dtype T.
+func frozenData[T float](p *nn.Param) ([]T, bool) {
+	if p == nil || p.Matrix == nil || p.RequiresGrad() {
+		return nil, false
+	}
+	d, ok := p.Matrix.(*mat.Dense[T])
+	if !ok {
+		return nil, false
+	}
+	return mat.Data[T](d), true
+}
+
+func bufferScalar[T float](b *nn.Buffer) (T, bool) {
+	if b == nil || b.Value() == nil || b.Value().Size() != 1 {
+		return 0, false
+	}
+	return T(b.Value().Item().F64()), true
+}
+
+// fLinear is a frozen linear layer: y = x·Wᵀ + b, W out×in.
+type fLinear[T float] struct {
+	w, b    []T
+	out, in int
+}
+
+func newFLinear[T float](l *linear.Model) (fLinear[T], bool) {
+	if l == nil || l.W == nil || l.B == nil {
+		return fLinear[T]{}, false
+	}
+	w, ok1 := frozenData[T](l.W)
+	b, ok2 := frozenData[T](l.B)
+	s := l.W.Shape()
+	if !ok1 || !ok2 || len(s) != 2 || len(b) != s[0] {
+		return fLinear[T]{}, false
+	}
+	return fLinear[T]{w: w, b: b, out: s[0], in: s[1]}, true
+}
+
+// forwardTo writes x·Wᵀ + b (n×out) into y with row stride ldy.
+func (l fLinear[T]) forwardTo(y []T, ldy int, x []T, ldx, n int) {
+	gemm.Gemm(false, true, n, l.out, l.in, x, ldx, l.w, l.in, y, ldy, false)
+	for i := 0; i < n; i++ {
+		row := y[i*ldy : i*ldy+l.out]
+		for j, b := range l.b {
+			row[j] += b
+		}
+	}
+}
+
+func (l fLinear[T]) forward(x []T, n int) []T {
+	y := make([]T, n*l.out)
+	l.forwardTo(y, l.out, x, l.in, n)
+	return y
+}
+
+// backwardTo adds (or writes, when !acc) gy·W (n×in) into gx.
+func (l fLinear[T]) backwardTo(gx []T, ldgx int, gy []T, ldgy, n int, acc bool) {
+	gemm.Gemm(false, false, n, l.in, l.out, gy, ldgy, l.w, l.in, gx, ldgx, acc)
+}
+
+// fNorm is a frozen layer norm over rows, as spago's layernorm: y =
+// (x-mean)/sqrt(var+eps)·w + b.
+type fNorm[T float] struct {
+	w, b []T
+	eps  T
+}
+
+func newFNorm[T float](ln *layernorm.Model) (fNorm[T], bool) {
+	if ln == nil {
+		return fNorm[T]{}, false
+	}
+	w, ok1 := frozenData[T](ln.W)
+	b, ok2 := frozenData[T](ln.B)
+	eps, ok3 := bufferScalar[T](ln.Eps)
+	if !ok1 || !ok2 || !ok3 || len(w) != len(b) {
+		return fNorm[T]{}, false
+	}
+	return fNorm[T]{w: w, b: b, eps: eps}, true
+}
+
+// forward normalizes the n rows of x (n×d) into a new matrix. With train,
+// it also returns the backward.
+func (ln fNorm[T]) forward(x []T, n int, train bool) ([]T, backFn[T]) {
+	d := len(ln.w)
+	y := make([]T, n*d)
+	var xhat, rstd []T
+	if train {
+		xhat, rstd = make([]T, n*d), make([]T, n)
+	}
+	parFor(n, 16, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			row := x[i*d : (i+1)*d]
+			var sum T
+			for _, v := range row {
+				sum += v
+			}
+			mean := sum / T(d)
+			var sq T
+			for _, v := range row {
+				dv := v - mean
+				sq += dv * dv
+			}
+			std := T(math.Sqrt(float64(sq/T(d) + ln.eps)))
+			out := y[i*d : (i+1)*d]
+			for j, v := range row {
+				h := (v - mean) / std
+				out[j] = h*ln.w[j] + ln.b[j]
+				if xhat != nil {
+					xhat[i*d+j] = h
+				}
+			}
+			if rstd != nil {
+				rstd[i] = 1 / std
+			}
+		}
+	})
+	if !train {
+		return y, nil
+	}
+	return y, func(gy []T) []T {
+		gx := make([]T, n*d)
+		parFor(n, 16, func(lo, hi int) {
+			for i := lo; i < hi; i++ {
+				g, h := gy[i*d:(i+1)*d], xhat[i*d:(i+1)*d]
+				var sg, sgh T
+				for j := range g {
+					gh := g[j] * ln.w[j]
+					sg += gh
+					sgh += gh * h[j]
+				}
+				mg, mgh := sg/T(d), sgh/T(d)
+				out := gx[i*d : (i+1)*d]
+				for j := range g {
+					out[j] = rstd[i] * (g[j]*ln.w[j] - mg - h[j]*mgh)
+				}
+			}
+		})
+		return gx
+	}
+}
+
+// activations the fused path implements (others fall back to the graph).
+func supportedActivation(a activation.Activation) bool {
+	switch a {
+	case activation.Identity, activation.GELU, activation.ReLU, activation.Tanh:
+		return true
+	}
+	return false
+}
+
+// applyActivation applies a in place to x and, with train, returns the
+// element-wise derivative (computed in the same pass).
+func applyActivation[T float](a activation.Activation, x []T, train bool) []T {
+	if a == activation.Identity {
+		if !train {
+			return nil
+		}
+		d := make([]T, len(x))
+		for i := range d {
+			d[i] = 1
+		}
+		return d
+	}
+	var deriv []T
+	if train {
+		deriv = make([]T, len(x))
+	}
+	_, f32 := any(T(0)).(float32)
+	parFor(len(x), 4096, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			v := float64(x[i])
+			var y, dy float64
+			switch a {
+			case activation.GELU:
+				// spago's GELU: 0.5·v·(1 + tanh(√(2/π)·(v + 0.044715·v³))).
+				const c = 0.7978845608028654 // √(2/π)
+				var t float64
+				if f32 {
+					// tanh(u) = 1 - 2/(e^{2u}+1), in float32 precision.
+					t = float64(1 - 2/(exp32(float32(2*c*(v+0.044715*v*v*v)))+1))
+				} else {
+					t = math.Tanh(c * (v + 0.044715*v*v*v))
+				}
+				y = 0.5 * v * (1 + t)
+				dy = 0.5*(1+t) + 0.5*v*(1-t*t)*c*(1+3*0.044715*v*v)
+			case activation.ReLU:
+				if v > 0 {
+					y, dy = v, 1
+				}
+			case activation.Tanh:
+				y = math.Tanh(v)
+				dy = 1 - y*y
+			}
+			x[i] = T(y)
+			if deriv != nil {
+				deriv[i] = T(dy)
+			}
+		}
+	})
+	return deriv
+}
+
+// fStep is one module of a position-wise stack (FFN, MLM transform).
+type fStep[T float] struct {
+	lin  *fLinear[T]
+	norm *fNorm[T]
+	act  activation.Activation
+}
+
+// newFSteps converts a cybertron module list; false if a module is not
+// supported or not frozen.
+func newFSteps[T float](ms []nn.StandardModel) ([]fStep[T], bool) {
+	var out []fStep[T]
+	for _, m := range ms {
+		switch v := m.(type) {
+		case *linear.Model:
+			l, ok := newFLinear[T](v)
+			if !ok {
+				return nil, false
+			}
+			out = append(out, fStep[T]{lin: &l})
+		case *layernorm.Model:
+			n, ok := newFNorm[T](v)
+			if !ok {
+				return nil, false
+			}
+			out = append(out, fStep[T]{norm: &n})
+		case *activation.Model:
+			if v == nil || !supportedActivation(v.Activation) {
+				return nil, false
+			}
+			out = append(out, fStep[T]{act: v.Activation})
+		default:
+			return nil, false
+		}
+	}
+	return out, true
+}
+
+// runSteps applies the steps to x (n×d); with train it returns the
+// backward of the whole stack.
+func runSteps[T float](steps []fStep[T], x []T, n int, train bool) ([]T, backFn[T]) {
+	var backs []backFn[T]
+	for _, s := range steps {
+		switch {
+		case s.lin != nil:
+			l := *s.lin
+			x = l.forward(x, n)
+			if train {
+				backs = append(backs, func(gy []T) []T {
+					gx := make([]T, n*l.in)
+					l.backwardTo(gx, l.in, gy, l.out, n, false)
+					return gx
+				})
+			}
+		case s.norm != nil:
+			var b backFn[T]
+			x, b = s.norm.forward(x, n, train)
+			if train {
+				backs = append(backs, b)
+			}
+		default:
+			if len(x) > 0 && s.act != activation.Identity {
+				x = append([]T(nil), x...) // the input may be kept by a residual
+			}
+			deriv := applyActivation(s.act, x, train)
+			if train {
+				backs = append(backs, func(gy []T) []T {
+					gx := make([]T, len(gy))
+					for i, g := range gy {
+						gx[i] = g * deriv[i]
+					}
+					return gx
+				})
+			}
+		}
+	}
+	if !train {
+		return x, nil
+	}
+	return x, func(g []T) []T {
+		for i := len(backs) - 1; i >= 0; i-- {
+			g = backs[i](g)
+		}
+		return g
+	}
+}
+
+// span is one sequence of a batch: rows [off, off+n) of the batch matrix.
+type span struct{ off, n int }
+
+// fHead is one frozen attention head.
+type fHead[T float] struct {
+	q, k, v fLinear[T]
+	scale   T
+	causal  bool
+}
+
+// fAttention is a frozen multi-head attention: heads, then OutputMerge
+// over their concatenation.
+type fAttention[T float] struct {
+	heads []fHead[T]
+	out   fLinear[T]
+	dh    int // width of every head's query, key and value
+}
+
+// attention runs the attention of queries x (n×d, sequences qs) over
+// memory m (rows of sequences ms, one per query sequence). For
+// self-attention m is x and ms is qs. With train it returns a backward
+// that adds the memory's gradient into gm (which may be the returned
+// input gradient's buffer for self-attention: see selfBackward).
+func (a *fAttention[T]) forward(x []T, qs []span, m []T, ms []span, train bool) ([]T, func(gy, gx, gm []T)) {
+	nq, nm := rowsOf(qs), rowsOf(ms)
+	h, dh := len(a.heads), a.dh
+	w := h * dh
+	d := a.heads[0].q.in
+	q, k, v := make([]T, nq*w), make([]T, nm*w), make([]T, nm*w)
+	for j, hd := range a.heads {
+		hd.q.forwardTo(q[j*dh:], w, x, d, nq)
+		hd.k.forwardTo(k[j*dh:], w, m, d, nm)
+		hd.v.forwardTo(v[j*dh:], w, m, d, nm)
+	}
+	// Probabilities of every (sequence, head) task, laid out one after
+	// the other.
+	pOff := make([]int, len(qs)+1)
+	for s := range qs {
+		pOff[s+1] = pOff[s] + qs[s].n*ms[s].n*h
+	}
+	p := make([]T, pOff[len(qs)])
+	ctx := make([]T, nq*w)
+	tasks := len(qs) * h
+	parFor(tasks, 1, func(lo, hi int) {
+		for t := lo; t < hi; t++ {
+			s, j := t/h, t%h
+			lq, lk := qs[s].n, ms[s].n
+			pt := p[pOff[s]+j*lq*lk : pOff[s]+(j+1)*lq*lk]
+			qo, ko := qs[s].off*w+j*dh, ms[s].off*w+j*dh
+			gemm.Gemm(false, true, lq, lk, dh, q[qo:], w, k[ko:], w, pt, lk, false)
+			hd := a.heads[j]
+			causal := hd.causal && lq > 1
+			for r := 0; r < lq; r++ {
+				row := pt[r*lk : (r+1)*lk]
+				valid := lk
+				if causal {
+					valid = min(lk, r+1)
+				}
+				softmaxRow(row[:valid], hd.scale)
+				clear(row[valid:])
+			}
+			gemm.Gemm(false, false, lq, dh, lk, pt, lk, v[ko:], w, ctx[qo:], w, false)
+		}
+	})
+	y := a.out.forward(ctx, nq)
+	if !train {
+		return y, nil
+	}
+	return y, func(gy, gx, gm []T) {
+		gctx := make([]T, nq*w)
+		a.out.backwardTo(gctx, w, gy, a.out.out, nq, false)
+		gq, gk, gv := make([]T, nq*w), make([]T, nm*w), make([]T, nm*w)
+		gp := make([]T, len(p))
+		parFor(tasks, 1, func(lo, hi int) {
+			for t := lo; t < hi; t++ {
+				s, j := t/h, t%h
+				lq, lk := qs[s].n, ms[s].n
+				pt := p[pOff[s]+j*lq*lk : pOff[s]+(j+1)*lq*lk]
+				gpt := gp[pOff[s]+j*lq*lk : pOff[s]+(j+1)*lq*lk]
+				qo, ko := qs[s].off*w+j*dh, ms[s].off*w+j*dh
+				gemm.Gemm(false, true, lq, lk, dh, gctx[qo:], w, v[ko:], w, gpt, lk, false)
+				gemm.Gemm(true, false, lk, dh, lq, pt, lk, gctx[qo:], w, gv[ko:], w, false)
+				scale := a.heads[j].scale
+				for r := 0; r < lq; r++ {
+					softmaxBackwardRow(pt[r*lk:(r+1)*lk], gpt[r*lk:(r+1)*lk], scale)
+				}
+				gemm.Gemm(false, false, lq, dh, lk, gpt, lk, k[ko:], w, gq[qo:], w, false)
+				gemm.Gemm(true, false, lk, dh, lq, gpt, lk, q[qo:], w, gk[ko:], w, false)
+			}
+		})
+		for j, hd := range a.heads {
+			hd.q.backwardTo(gx, d, gq[j*dh:], w, nq, true)
+		}
+		for j, hd := range a.heads {
+			hd.k.backwardTo(gm, d, gk[j*dh:], w, nm, true)
+			hd.v.backwardTo(gm, d, gv[j*dh:], w, nm, true)
+		}
+	}
+}
+
+func rowsOf(ss []span) int {
+	if len(ss) == 0 {
+		return 0
+	}
+	last := ss[len(ss)-1]
+	return last.off + last.n
+}
+
+// softmaxRow replaces row by softmax(scale·row), as spago's Softmax of
+// the scaled scores.
+func softmaxRow[T float](row []T, scale T) {
+	hi := T(math.Inf(-1))
+	for i := range row {
+		row[i] *= scale
+		hi = max(hi, row[i])
+	}
+	var sum T
+	for i, v := range row {
+		e := expT(v - hi)
+		row[i] = e
+		sum += e
+	}
+	for i := range row {
+		row[i] /= sum
+	}
+}
+
+// softmaxBackwardRow turns g, the gradient of probabilities p, into the
+// gradient of the unscaled scores: scale·p⊙(g − p·g). Masked positions
+// have p = 0 and get 0.
+func softmaxBackwardRow[T float](p, g []T, scale T) {
+	var dot T
+	for i := range p {
+		dot += p[i] * g[i]
+	}
+	for i := range p {
+		g[i] = scale * p[i] * (g[i] - dot)
+	}
+}
+
+// addInto returns a + b in a new slice.
+func addInto[T float](a, b []T) []T {
+	out := make([]T, len(a))
+	for i := range a {
+		out[i] = a[i] + b[i]
+	}
+	return out
+}
