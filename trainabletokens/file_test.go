@@ -491,6 +491,27 @@ func TestFileSize(t *testing.T) {
 	size := check(t, big, ids, 64)
 	small := check(t, syntheticBERT[float32](t, 50, 64, 1), ids, 64)
 	assert.InDelta(t, small, size, 8, "the vocabulary size does not change the file (beyond its digits in the metadata)")
+
+	// From 100 rows of width 256 on, the file is within 1% of the rows
+	// themselves: long token_indices lists are recorded as a digest.
+	wide := syntheticBERT[float32](t, 30522, 256, 1)
+	var many []int
+	for id := 30422; id < 30522; id++ {
+		many = append(many, id)
+	}
+	tm, err := New(wide, Config{TokenIndices: many}, "")
+	require.NoError(t, err)
+	dir := filepath.Join(t.TempDir(), "wide")
+	require.NoError(t, tm.Save(dir, "", SaveOptions{}))
+	fi, err := os.Stat(filepath.Join(dir, WeightsFile))
+	require.NoError(t, err)
+	assert.LessOrEqual(t, float64(fi.Size())/float64(100*256*4), 1.01)
+	fresh := syntheticBERT[float32](t, 30522, 256, 1)
+	back, err := Load(fresh, dir, "")
+	require.NoError(t, err, "the digest matches the config's token_indices")
+	rows, err := back.Rows(DefaultAdapterName, "")
+	require.NoError(t, err)
+	assert.Len(t, rows, 100)
 }
 
 // TestAtomicSave injects a failure at every stage of a save over an
@@ -820,6 +841,8 @@ func TestLoadBadFiles(t *testing.T) {
 			"row 0 (token id 10), column 0 = 0.1 has no exact float32 value"},
 		{"metadata token_indices mismatch", goodConfig, buildST(map[string]string{"gopeft.token_indices": "[10,21]"}, stEntry{wordKey, "F32", []int{2, 32}, f32Bytes(goodRows(2, 32)...)}),
 			"records token_indices [10 21] but adapter_config.json has [10 20]; the two files come from different saves"},
+		{"metadata token_indices digest mismatch", goodConfig, buildST(map[string]string{"gopeft.token_indices.sha256": "00ff"}, stEntry{wordKey, "F32", []int{2, 32}, f32Bytes(goodRows(2, 32)...)}),
+			"records a digest of token_indices (00ff) that does not match the 2 token_indices of adapter_config.json"},
 		{"metadata vocabulary mismatch", goodConfig, buildST(map[string]string{"gopeft.vocab_size.bert.embeddings.word_embeddings": "30522"}, stEntry{wordKey, "F32", []int{2, 32}, f32Bytes(goodRows(2, 32)...)}),
 			"was saved for bert.embeddings.word_embeddings with a vocabulary of 30522 rows; the model's table has 1038"},
 		{"metadata newer format", goodConfig, buildST(map[string]string{"gopeft.format": "2"}, stEntry{wordKey, "F32", []int{2, 32}, f32Bytes(goodRows(2, 32)...)}),
