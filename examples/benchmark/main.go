@@ -1,0 +1,109 @@
+// Command benchmark measures gopeft's Trainable Tokens: adapter overhead at
+// inference, merge/unmerge and injection cost, training step against
+// forward-only and against full fine-tuning of the table, memory, adapter
+// file size, and training throughput against a PyTorch implementation of
+// PEFT's algorithm (pytorch_reference.py, run when /usr/bin/python3 has
+// torch).
+//
+//	go run ./examples/benchmark            # quick run, a few minutes on 2 cores
+//	go run ./examples/benchmark -full      # more repetitions, larger inference batches
+//	go run ./examples/benchmark -only step,torch
+//
+// Every comparison runs its variants interleaved in one process (round r
+// starts with variant r mod n), after one warm-up run of each, and reports
+// medians; ratios are medians of same-round ratios. Models are synthetic
+// (cybertron's bert.New / bart.New with random weights, the output
+// projection a copy of the token table), plus the embedded tiny models.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"runtime"
+	"strings"
+	"time"
+)
+
+type options struct {
+	full      bool
+	reps      int
+	only      map[string]bool
+	python    string
+	torchReps int
+	cpuProf   string
+}
+
+var opt options
+
+func main() {
+	full := flag.Bool("full", false, "full run: more repetitions and the whole batch for cybertron inference (slower)")
+	reps := flag.Int("reps", 0, "timed rounds per comparison (default 5 quick, 11 full)")
+	only := flag.String("only", "", "comma-separated sections to run: tiny,step,bart,memory,overhead,file,torch (default all)")
+	python := flag.String("python", "/usr/bin/python3", "Python with torch for the PyTorch reference (\"\" to skip)")
+	cpuProf := flag.String("cpuprofile", "", "write a CPU profile of the BERT trainable-tokens steps to this file")
+	flag.Parse()
+	opt = options{full: *full, reps: *reps, python: *python, cpuProf: *cpuProf, only: map[string]bool{}}
+	if opt.reps == 0 {
+		opt.reps = 5
+		if opt.full {
+			opt.reps = 11
+		}
+	}
+	for _, s := range strings.Split(*only, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			opt.only[s] = true
+		}
+	}
+	start := time.Now()
+	fmt.Printf("gopeft benchmark: %s, GOMAXPROCS=%d, %s, %d rounds per comparison\n",
+		runtime.Version(), runtime.GOMAXPROCS(0), cpuName(), opt.reps)
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "benchmark:", err)
+		os.Exit(1)
+	}
+	fmt.Printf("\ntotal %s\n", time.Since(start).Round(time.Second))
+}
+
+func want(section string) bool { return len(opt.only) == 0 || opt.only[section] }
+
+func cpuName() string {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return runtime.GOARCH
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "model name") {
+			if _, v, ok := strings.Cut(l, ":"); ok {
+				return strings.TrimSpace(v)
+			}
+		}
+	}
+	return runtime.GOARCH
+}
+
+func run() error {
+	var s summary
+	steps := []struct {
+		name string
+		fn   func(*summary) error
+	}{
+		{"tiny", sectionTiny},
+		{"step", sectionStep},
+		{"bart", sectionBART},
+		{"memory", sectionMemory},
+		{"overhead", sectionOverhead},
+		{"file", sectionFile},
+		{"torch", sectionTorch},
+	}
+	for _, st := range steps {
+		if !want(st.name) {
+			continue
+		}
+		if err := st.fn(&s); err != nil {
+			return fmt.Errorf("%s: %w", st.name, err)
+		}
+	}
+	s.print()
+	return nil
+}
