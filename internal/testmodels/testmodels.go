@@ -22,9 +22,10 @@ import (
 	"github.com/nlpodyssey/cybertron/pkg/models/bart"
 	"github.com/nlpodyssey/cybertron/pkg/models/bert"
 	"github.com/nlpodyssey/spago/nn"
-	"github.com/nlpodyssey/spago/nn/embedding"
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
+
+	"github.com/gopeft/gopeft/models"
 )
 
 // Names of the tiny models.
@@ -266,10 +267,7 @@ func BART(t testing.TB) *bart.ModelForConditionalGeneration {
 
 // RewireBARTShared points the encoder's and decoder's SharedEmbeddings at
 // m.Bart.Embeddings, as cybertron's loaders do after decoding a gob.
-func RewireBARTShared(m *bart.ModelForConditionalGeneration) {
-	m.Bart.Encoder.Embeddings.SharedEmbeddings = embedding.Shared{Model: m.Bart.Embeddings}
-	m.Bart.Decoder.Embeddings.SharedEmbeddings = embedding.Shared{Model: m.Bart.Embeddings}
-}
+func RewireBARTShared(m *bart.ModelForConditionalGeneration) { models.RewireBART(m) }
 
 // ReadLines returns the non-empty lines of a corpus file (see Corpus).
 func ReadLines(name string) ([]string, error) {
