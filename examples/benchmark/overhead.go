@@ -142,8 +142,12 @@ func sectionOverhead(s *summary) error {
 			if _, err := tm.Unload(); err != nil {
 				return err
 			}
-			fmt.Printf("  V=%-7d k=%-5d inference merged %s, unmerged %s: ratio %.3f (CPU time %.3f; A/A control %.3f) | fused forward merged %s, live adapter %s: %.3f | merge %s, unmerge %s\n",
-				v, k, ms(f.merged), ms(f.unmerged), f.ratio, f.cpuRatio, f.aa, ms(f.fwdMerged), ms(f.fwdUnmerged), f.fwdRatio, us(f.merge), us(f.unmerge))
+			// Same work, measured without a clock: the heap objects each
+			// forward allocates (cybertron builds one graph node per op).
+			_, mallocsMerged := rs[0].medianAlloc()
+			_, mallocsUnmerged := rs[1].medianAlloc()
+			fmt.Printf("  V=%-7d k=%-5d inference merged %s, unmerged %s: ratio %.3f (CPU time %.3f; A/A control %.3f; allocations %d vs %d) | fused forward merged %s, live adapter %s: %.3f | merge %s, unmerge %s\n",
+				v, k, ms(f.merged), ms(f.unmerged), f.ratio, f.cpuRatio, f.aa, mallocsMerged, mallocsUnmerged, ms(f.fwdMerged), ms(f.fwdUnmerged), f.fwdRatio, us(f.merge), us(f.unmerge))
 			s.overhead = append(s.overhead, f)
 		}
 		last := s.inject[len(s.inject)-1]
