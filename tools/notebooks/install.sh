@@ -8,7 +8,11 @@
 #     cache of the kernel's own, from which it resolves imports offline;
 #   * gophernotes v0.7.5, patched (tools/gophernotes/jsoner.patch) and built
 #     with the versions pinned in tools/gophernotes/go.mod, into
-#     $(go env GOPATH)/bin, with its Jupyter kernel "gophernotes".
+#     $(go env GOPATH)/bin, with its Jupyter kernel "gophernotes";
+#   * GoNB and goimports, pinned in tools/gonb/go.mod, into the same
+#     directory, with the Jupyter kernel "gonb" (examples/gonb/*.ipynb), and
+#     the modules those notebooks build with (the project's and gonbui's) in
+#     the module cache, from which that kernel resolves them offline.
 #
 # Kernels go to ${JUPYTER_DATA_DIR:-~/.local/share/jupyter}/kernels.
 # Usage: tools/notebooks/install.sh
@@ -28,6 +32,14 @@ export GOTOOLCHAIN=local
 
 t0=$SECONDS
 step() { printf '[notebooks/install %3ds] %s\n' "$((SECONDS - t0))" "$*"; }
+# Runs a command, showing its output only if it fails.
+quiet() {
+  local out
+  if ! out=$("$@" 2>&1); then
+    printf '%s\n' "$out" >&2
+    return 1
+  fi
+}
 
 # --- Debian packages -------------------------------------------------------
 need=()
@@ -118,5 +130,83 @@ cat >"$kernels/gophernotes/kernel.json" <<EOF
 }
 EOF
 step "kernel gophernotes -> $kernels/gophernotes/kernel.json"
+
+# --- GoNB ------------------------------------------------------------------
+# Rebuilt only when tools/gonb/go.mod or go.sum (or Go) changed. `go install
+# tool` builds exactly the pinned versions (`go install gonb@v0.11.4` would
+# ask the proxy for a version list, which it refuses here).
+gb="$here/../gonb"
+if [ -x "$bin/gonb" ] && [ -x "$bin/goimports" ] && stamp_ok gonb "$gb/go.mod" "$gb/go.sum"; then
+  step "gonb and goimports are up to date ($bin)"
+else
+  stamp_ok gonb "$gb/go.mod" "$gb/go.sum" || true
+  step "building gonb and goimports (tools/gonb)"
+  (cd "$gb" && GOBIN="$bin" go install tool)
+  echo "$STAMP_WANT" >"$STAMP_FILE"
+fi
+gonb_version=$(cd "$gb" && go list -m -f '{{.Version}}' github.com/janpfeifer/gonb)
+for src in "$here"/src/*.gonb.txt; do
+  [ -e "$src" ] || continue
+  grep -q "github.com/janpfeifer/gonb@$gonb_version" "$src" || {
+    echo "$src does not pin github.com/janpfeifer/gonb@$gonb_version (tools/gonb/go.mod): make them equal" >&2
+    exit 1
+  }
+done
+
+# A GoNB notebook builds in a module of its own, whose go.work uses this
+# checkout and which requires gonb (for gonbui's inline pictures; see the
+# notebooks' first cell). That module graph, the project's and gonb's
+# together, selects versions that neither go.mod lists. rehearse PROXY SUMDB
+# goes through the same steps in a scratch module and tells whether they
+# succeed: first offline, as the kernel will run, and if that fails with the
+# proxy at hand, which downloads what was missing into the module cache.
+rehearse() {
+  local dir rc=0
+  dir=$(mktemp -d)
+  (
+    cd "$dir" &&
+      export GOPROXY="$1" GOSUMDB="$2" &&
+      go mod init gonb_rehearsal &&
+      go work init &&
+      go work use . "$root" &&
+      go get "github.com/janpfeifer/gonb@$gonb_version" &&
+      printf 'package main\n\nimport _ "github.com/janpfeifer/gonb/gonbui"\n\nfunc main() {}\n' >main.go &&
+      go get && # what GoNB runs before every cell
+      go list -deps . github.com/gopeft/gopeft/... >/dev/null
+  ) || rc=$?
+  rm -rf "$dir"
+  return "$rc"
+}
+if rehearse "file://$modcache/cache/download" off >/dev/null 2>&1; then
+  step "the GoNB notebooks' modules are in the module cache"
+else
+  step "downloading the GoNB notebooks' modules (project + gonb $gonb_version)"
+  quiet rehearse "file://$modcache/cache/download,$(go env GOPROXY)" "$(go env GOSUMDB)"
+fi
+
+# The kernel spec is written by gonb itself (-force_deps: gopls, used only
+# for autocompletion, is not installed; -raw_error: plain-text compile errors;
+# its log file is /dev/null) and then given an environment like gophernotes':
+# the module cache as an offline GOPROXY, no checksum database, the local Go,
+# and a PATH with go and goimports, which GoNB runs for every cell (Jupyter
+# fills in ${PATH} when it starts the kernel).
+gonb -install -force_deps -raw_error -logtostderr=false -log_file=/dev/null
+KERNEL_JSON="$kernels/gonb/kernel.json" KERNEL_PATH="$bin:$(dirname "$(command -v go)"):\${PATH}" \
+KERNEL_GOPROXY="file://$modcache/cache/download" /usr/bin/python3 -c '
+import json, os
+path = os.environ["KERNEL_JSON"]
+with open(path) as f:
+    spec = json.load(f)
+spec["env"] = {
+    "PATH": os.environ["KERNEL_PATH"],
+    "GOPROXY": os.environ["KERNEL_GOPROXY"],
+    "GOSUMDB": "off",
+    "GOTOOLCHAIN": "local",
+}
+with open(path, "w") as f:
+    json.dump(spec, f, indent=1)
+    f.write("\n")
+'
+step "kernel gonb -> $kernels/gonb/kernel.json"
 
 step "done"

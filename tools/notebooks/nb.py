@@ -2,8 +2,7 @@
 """Builds the example notebooks from their plain-text sources, or checks them.
 
 Sources live in tools/notebooks/src/ as NAME.KERNEL.txt, where KERNEL is
-"gophernotes" (-> examples/NAME.ipynb); "gonb" (-> examples/gonb/NAME.ipynb)
-is understood too, for GoNB versions, but none exist yet.
+"gophernotes" (-> examples/NAME.ipynb) or "gonb" (-> examples/gonb/NAME.ipynb).
 A source is a sequence of cells, each opened by a marker line:
 
     # %% md        a markdown cell
@@ -12,7 +11,7 @@ A source is a sequence of cells, each opened by a marker line:
 Usage (Debian's Python, which has nbformat; not a pyenv python3):
     /usr/bin/python3 tools/notebooks/nb.py build [NAME.KERNEL ...]   # write .ipynb, no outputs
     /usr/bin/python3 tools/notebooks/nb.py check                     # exit 1 if a notebook's cells differ from its source
-    /usr/bin/python3 tools/notebooks/nb.py list                      # print the notebook paths
+    /usr/bin/python3 tools/notebooks/nb.py list [NAME.KERNEL ...]    # print the notebook paths
 
 `build` drops stored outputs; tools/notebooks/regen.sh rebuilds and executes
 in place so that the committed notebooks show their outputs.
@@ -118,7 +117,8 @@ def main(argv):
     elif cmd == "check":
         sys.exit(1 if check() else 0)
     elif cmd == "list":
-        for s in sources():
+        names = argv[2:]
+        for s in [os.path.join(SRC, n + ".txt") for n in names] if names else sources():
             print(os.path.relpath(target(s)[1], ROOT))
     else:
         sys.exit(__doc__)
