@@ -98,6 +98,23 @@ func TestSequenceClassificationForwardMatchesCybertron(t *testing.T) {
 	}
 }
 
+// modelCase is one BART model to compare with cybertron, and its pairs.
+type modelCase struct {
+	name  string
+	model func(t testing.TB) *bart.ModelForConditionalGeneration
+	pairs []finetune.Seq2SeqExample
+}
+
+// testdataBARTCase is the converted tiny BART with pairs over its vocabulary.
+func testdataBARTCase() modelCase {
+	return modelCase{"testdata bart-tiny", func(t testing.TB) *bart.ModelForConditionalGeneration {
+		return loaded(t, testmodels.BART(t))
+	}, []finetune.Seq2SeqExample{
+		{Source: []int{0, 100, 200, 300, 2}, Target: []int{0, 400, 500, 2}},
+		{Source: []int{0, 1099, 2}, Target: []int{0, 7, 8, 9, 10, 11, 2}},
+	}}
+}
+
 var bartPairs = []finetune.Seq2SeqExample{
 	{Source: []int{0, 5, 6, 7, 8, 2}, Target: []int{0, 9, 10, 11, 2}},
 	{Source: []int{0, 12, 2}, Target: []int{13, 14, 15, 16, 17, 18, 19, 2}},
@@ -105,11 +122,6 @@ var bartPairs = []finetune.Seq2SeqExample{
 }
 
 func TestBARTForwardMatchesCybertron(t *testing.T) {
-	type modelCase struct {
-		name  string
-		model func(t testing.TB) *bart.ModelForConditionalGeneration
-		pairs []finetune.Seq2SeqExample
-	}
 	var cases []modelCase
 	for _, v := range bartVariants {
 		cases = append(cases,
@@ -119,12 +131,7 @@ func TestBARTForwardMatchesCybertron(t *testing.T) {
 			}, bartPairs},
 		)
 	}
-	cases = append(cases, modelCase{"testdata bart-tiny", func(t testing.TB) *bart.ModelForConditionalGeneration {
-		return loaded(t, testmodels.BART(t))
-	}, []finetune.Seq2SeqExample{
-		{Source: []int{0, 100, 200, 300, 2}, Target: []int{0, 400, 500, 2}},
-		{Source: []int{0, 1099, 2}, Target: []int{0, 7, 8, 9, 10, 11, 2}},
-	}})
+	cases = append(cases, testdataBARTCase())
 
 	for _, tt := range cases {
 		t.Run(tt.name, func(t *testing.T) {

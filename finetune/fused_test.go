@@ -70,21 +70,11 @@ func TestFusedMaskedLMMatchesCybertron(t *testing.T) {
 }
 
 func TestFusedSeq2SeqMatchesCybertron(t *testing.T) {
-	type modelCase struct {
-		name  string
-		model func(t testing.TB) *bart.ModelForConditionalGeneration
-		pairs []finetune.Seq2SeqExample
-	}
 	var cases []modelCase
 	for _, v := range bartVariants {
 		cases = append(cases, modelCase{v.name, func(testing.TB) *bart.ModelForConditionalGeneration { return tinyBART[float32](v, 3) }, bartPairs})
 	}
-	cases = append(cases, modelCase{"testdata bart-tiny", func(t testing.TB) *bart.ModelForConditionalGeneration {
-		return loaded(t, testmodels.BART(t))
-	}, []finetune.Seq2SeqExample{
-		{Source: []int{0, 100, 200, 300, 2}, Target: []int{0, 400, 500, 2}},
-		{Source: []int{0, 1099, 2}, Target: []int{0, 7, 8, 9, 10, 11, 2}},
-	}})
+	cases = append(cases, testdataBARTCase())
 	for _, tt := range cases {
 		t.Run(tt.name, func(t *testing.T) {
 			m := tt.model(t)
