@@ -5,9 +5,10 @@
 // The product is organised as in BLIS: the k dimension is cut into blocks of
 // kc, B into panels of nr columns and A into panels of mr rows, both packed
 // (so transposed operands cost nothing extra), and an mr×nr micro-kernel
-// accumulates a tile of C in registers. On amd64 with AVX2 and FMA the
-// float32 micro-kernel is a few lines of assembly (gemm_amd64.s); elsewhere,
-// and for float64, it is plain Go.
+// accumulates a tile of C in registers. On amd64 the float32 micro-kernel
+// is assembly chosen at run time: 12×32 with AVX-512 (gemm_amd64.s,
+// kernel512), else 6×16 with AVX2 and FMA (kernel256); with -tags purego,
+// on other architectures, and for float64 it is plain Go.
 //
 // Large products are split over up to GOMAXPROCS goroutines along m or n.
 // Every element of C is computed by the same sequence of operations however
@@ -24,12 +25,32 @@ import (
 type Float interface{ ~float32 | ~float64 }
 
 const (
-	mr = 6   // rows of the micro-tile
-	nr = 16  // columns of the micro-tile
-	kc = 256 // depth of a packed block
-	mc = 96  // rows of A packed at once (a multiple of mr)
-	nc = 1024
+	kc = 256  // depth of a packed block
+	mc = 96   // rows of A packed at once (a multiple of every path's mr)
+	nc = 1024 // columns of B packed at once (a multiple of every path's nr)
+
+	maxTile = 12 * 32 // the largest mr·nr of any path
 )
+
+// path is one implementation of the float32 micro-kernel with its tile.
+type path struct {
+	name   string
+	mr, nr int
+	// k32 is C[0:mr, 0:nr] += Ap·Bp over kb packed steps; nil for the
+	// portable Go kernel.
+	k32 func(kb int, ap, bp, c []float32, ldc int)
+}
+
+// goPath is the portable kernel; float64 products always use it.
+var goPath = &path{name: "go", mr: 6, nr: 16}
+
+// active is the float32 path: the best one this CPU supports (see paths in
+// kernel_*.go). Tests switch it to cover every supported path; nothing else
+// writes it.
+var active = supported()[0]
+
+// Path names the float32 micro-kernel in use ("avx512", "avx2" or "go").
+func Path() string { return active.name }
 
 // minParallel is the number of multiply-adds above which a product is split
 // over several goroutines.
@@ -50,20 +71,24 @@ func Gemm[T Float](transA, transB bool, m, n, k int, a []T, lda int, b []T, ldb 
 	if k == 0 {
 		return
 	}
+	pa := goPath
+	if _, ok := any(a).([]float32); ok {
+		pa = active
+	}
 	workers := runtime.GOMAXPROCS(0)
 	if workers > 1 && m*n*k >= minParallel {
-		parallel(transA, transB, m, n, k, a, lda, b, ldb, c, ldc, workers)
+		parallel(pa, transA, transB, m, n, k, a, lda, b, ldb, c, ldc, workers)
 		return
 	}
-	serial(transA, transB, m, n, k, a, lda, b, ldb, c, ldc)
+	serial(pa, transA, transB, m, n, k, a, lda, b, ldb, c, ldc)
 }
 
 // parallel splits C into contiguous blocks of rows (or columns, when n is
 // the larger side), one per worker.
-func parallel[T Float](transA, transB bool, m, n, k int, a []T, lda int, b []T, ldb int, c []T, ldc int, workers int) {
+func parallel[T Float](pa *path, transA, transB bool, m, n, k int, a []T, lda int, b []T, ldb int, c []T, ldc int, workers int) {
 	var wg sync.WaitGroup
 	if m >= n {
-		step := ceilTo((m+workers-1)/workers, mr)
+		step := ceilTo((m+workers-1)/workers, pa.mr)
 		for i0 := 0; i0 < m; i0 += step {
 			rows := min(step, m-i0)
 			var sa []T
@@ -75,11 +100,11 @@ func parallel[T Float](transA, transB bool, m, n, k int, a []T, lda int, b []T, 
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				serial(transA, transB, rows, n, k, sa, lda, b, ldb, c[i0*ldc:], ldc)
+				serial(pa, transA, transB, rows, n, k, sa, lda, b, ldb, c[i0*ldc:], ldc)
 			}()
 		}
 	} else {
-		step := ceilTo((n+workers-1)/workers, nr)
+		step := ceilTo((n+workers-1)/workers, pa.nr)
 		for j0 := 0; j0 < n; j0 += step {
 			cols := min(step, n-j0)
 			var sb []T
@@ -91,7 +116,7 @@ func parallel[T Float](transA, transB bool, m, n, k int, a []T, lda int, b []T, 
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				serial(transA, transB, m, cols, k, a, lda, sb, ldb, c[j0:], ldc)
+				serial(pa, transA, transB, m, cols, k, a, lda, sb, ldb, c[j0:], ldc)
 			}()
 		}
 	}
@@ -102,7 +127,7 @@ func ceilTo(x, q int) int { return (x + q - 1) / q * q }
 
 type buffers[T Float] struct {
 	a, b []T
-	tile [mr * nr]T
+	tile [maxTile]T
 }
 
 var pools = struct{ f32, f64 sync.Pool }{
@@ -123,7 +148,7 @@ func pool[T Float]() *sync.Pool {
 }
 
 // serial is the blocked product on one goroutine: C += op(A)·op(B).
-func serial[T Float](transA, transB bool, m, n, k int, a []T, lda int, b []T, ldb int, c []T, ldc int) {
+func serial[T Float](pa *path, transA, transB bool, m, n, k int, a []T, lda int, b []T, ldb int, c []T, ldc int) {
 	p := pool[T]()
 	buf := p.Get().(*buffers[T])
 	defer p.Put(buf)
@@ -131,11 +156,11 @@ func serial[T Float](transA, transB bool, m, n, k int, a []T, lda int, b []T, ld
 		nb := min(nc, n-j0)
 		for p0 := 0; p0 < k; p0 += kc {
 			kb := min(kc, k-p0)
-			packB(transB, b, ldb, p0, j0, kb, nb, buf.b)
+			packB(pa.nr, transB, b, ldb, p0, j0, kb, nb, buf.b)
 			for i0 := 0; i0 < m; i0 += mc {
 				mb := min(mc, m-i0)
-				packA(transA, a, lda, i0, p0, mb, kb, buf.a)
-				macro(mb, nb, kb, buf, c[i0*ldc+j0:], ldc)
+				packA(pa.mr, transA, a, lda, i0, p0, mb, kb, buf.a)
+				macro(pa, mb, nb, kb, buf, c[i0*ldc+j0:], ldc)
 			}
 		}
 	}
@@ -144,7 +169,7 @@ func serial[T Float](transA, transB bool, m, n, k int, a []T, lda int, b []T, ld
 // packB copies op(B)[p0:p0+kb, j0:j0+nb] into panels of nr columns:
 // panel q holds, for each p, the nr values op(B)[p0+p, j0+q*nr : +nr],
 // zero-padded past nb.
-func packB[T Float](trans bool, b []T, ldb, p0, j0, kb, nb int, dst []T) {
+func packB[T Float](nr int, trans bool, b []T, ldb, p0, j0, kb, nb int, dst []T) {
 	for q := 0; q*nr < nb; q++ {
 		w := min(nr, nb-q*nr)
 		panel := dst[q*nr*kb : (q+1)*nr*kb]
@@ -172,7 +197,7 @@ func packB[T Float](trans bool, b []T, ldb, p0, j0, kb, nb int, dst []T) {
 
 // packA copies op(A)[i0:i0+mb, p0:p0+kb] into panels of mr rows: panel q
 // holds, for each p, the mr values op(A)[i0+q*mr : +mr, p0+p], zero-padded.
-func packA[T Float](trans bool, a []T, lda, i0, p0, mb, kb int, dst []T) {
+func packA[T Float](mr int, trans bool, a []T, lda, i0, p0, mb, kb int, dst []T) {
 	for q := 0; q*mr < mb; q++ {
 		h := min(mr, mb-q*mr)
 		panel := dst[q*mr*kb : (q+1)*mr*kb]
@@ -199,7 +224,8 @@ func packA[T Float](trans bool, a []T, lda, i0, p0, mb, kb int, dst []T) {
 }
 
 // macro runs the micro-kernel over every mr×nr tile of an mb×nb block.
-func macro[T Float](mb, nb, kb int, buf *buffers[T], c []T, ldc int) {
+func macro[T Float](pa *path, mb, nb, kb int, buf *buffers[T], c []T, ldc int) {
+	mr, nr := pa.mr, pa.nr
 	for jq := 0; jq*nr < nb; jq++ {
 		w := min(nr, nb-jq*nr)
 		bp := buf.b[jq*nr*kb:]
@@ -208,12 +234,12 @@ func macro[T Float](mb, nb, kb int, buf *buffers[T], c []T, ldc int) {
 			ap := buf.a[iq*mr*kb:]
 			ct := c[iq*mr*ldc+jq*nr:]
 			if h == mr && w == nr {
-				kernel(kb, ap, bp, ct, ldc)
+				kernel(pa, kb, ap, bp, ct, ldc)
 				continue
 			}
-			t := buf.tile[:]
+			t := buf.tile[:mr*nr]
 			clear(t)
-			kernel(kb, ap, bp, t, nr)
+			kernel(pa, kb, ap, bp, t, nr)
 			for i := 0; i < h; i++ {
 				dst := ct[i*ldc : i*ldc+w]
 				for j := range dst {
@@ -225,17 +251,25 @@ func macro[T Float](mb, nb, kb int, buf *buffers[T], c []T, ldc int) {
 }
 
 // kernel is C[0:mr, 0:nr] += Ap·Bp over kb packed steps.
-func kernel[T Float](kb int, ap, bp, c []T, ldc int) {
-	if f32, ok := any(ap).([]float32); ok && hasKernel32 {
-		kernel32(kb, f32, any(bp).([]float32), any(c).([]float32), ldc)
-		return
+func kernel[T Float](pa *path, kb int, ap, bp, c []T, ldc int) {
+	if pa.k32 != nil {
+		if f32, ok := any(ap).([]float32); ok {
+			// The assembly reads mr·kb and nr·kb packed values and writes
+			// mr rows of C: check the bounds it cannot.
+			_ = f32[pa.mr*kb-1]
+			bp32, c32 := any(bp).([]float32), any(c).([]float32)
+			_ = bp32[pa.nr*kb-1]
+			_ = c32[(pa.mr-1)*ldc+pa.nr-1]
+			pa.k32(kb, f32, bp32, c32, ldc)
+			return
+		}
 	}
-	kernelGo(kb, ap, bp, c, ldc)
+	kernelGo(pa.mr, pa.nr, kb, ap, bp, c, ldc)
 }
 
 // kernelGo is the portable micro-kernel: 2×4 register tiles, each summed
 // over all kb steps.
-func kernelGo[T Float](kb int, ap, bp, c []T, ldc int) {
+func kernelGo[T Float](mr, nr, kb int, ap, bp, c []T, ldc int) {
 	ap, bp = ap[:kb*mr], bp[:kb*nr]
 	for i := 0; i < mr; i += 2 {
 		for j := 0; j < nr; j += 4 {

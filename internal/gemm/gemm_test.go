@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/nlpodyssey/spago/mat"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // naive is the reference product in float64.
@@ -45,7 +47,7 @@ func randSlice[T Float](rng *rand.Rand, n int) []T {
 
 func checkShapes[T Float](t *testing.T, tol float64) {
 	rng := rand.New(rand.NewPCG(1, 2))
-	shapes := [][3]int{{1, 1, 1}, {5, 7, 3}, {6, 16, 256}, {13, 33, 300}, {97, 130, 70}, {200, 1100, 9}, {64, 64, 64}, {300, 200, 520}}
+	shapes := [][3]int{{1, 1, 1}, {5, 7, 3}, {6, 16, 256}, {12, 32, 256}, {13, 33, 300}, {25, 65, 513}, {97, 130, 70}, {200, 1100, 9}, {64, 64, 64}, {300, 200, 520}}
 	for _, s := range shapes {
 		m, n, k := s[0], s[1], s[2]
 		for _, ta := range []bool{false, true} {
@@ -96,10 +98,71 @@ func checkShapes[T Float](t *testing.T, tol float64) {
 	}
 }
 
-func TestGemmFloat32(t *testing.T) { checkShapes[float32](t, 1e-5) }
+// eachPath runs f with every float32 kernel this machine supports (and,
+// built with -tags purego, the portable one only).
+func eachPath(t *testing.T, f func(t *testing.T)) {
+	saved := active
+	defer func() { active = saved }()
+	for _, p := range supported() {
+		active = p
+		t.Run(p.name, f)
+	}
+}
+
+func TestGemmFloat32(t *testing.T) {
+	eachPath(t, func(t *testing.T) { checkShapes[float32](t, 1e-5) })
+}
+
 func TestGemmFloat64(t *testing.T) { checkShapes[float64](t, 1e-12) }
 
+func TestPathsOfThisMachine(t *testing.T) {
+	ps := supported()
+	require.NotEmpty(t, ps)
+	assert.Equal(t, "go", ps[len(ps)-1].name, "the portable kernel is always last")
+	assert.Equal(t, ps[0].name, Path(), "the best supported path is the default")
+	for _, p := range ps {
+		assert.LessOrEqual(t, p.mr*p.nr, maxTile, p.name)
+		assert.Zero(t, mc%p.mr, p.name)
+		assert.Zero(t, nc%p.nr, p.name)
+	}
+	t.Logf("float32 paths: %v", names(ps))
+}
+
+func names(ps []*path) []string {
+	var out []string
+	for _, p := range ps {
+		out = append(out, p.name)
+	}
+	return out
+}
+
+// The kernels round differently (the tile shape changes the order of
+// nothing within an element, but FMA versus separate multiply-add does):
+// every path must be within float32 rounding of the portable one.
+func TestPathsAgree(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	m, n, k := 77, 91, 600
+	a, b := randSlice[float32](rng, m*k), randSlice[float32](rng, k*n)
+	saved := active
+	defer func() { active = saved }()
+	active = goPath
+	want := make([]float32, m*n)
+	Gemm(false, false, m, n, k, a, k, b, n, want, n, false)
+	for _, p := range supported() {
+		active = p
+		got := make([]float32, m*n)
+		Gemm(false, false, m, n, k, a, k, b, n, got, n, false)
+		for i := range got {
+			require.InDelta(t, want[i], got[i], 1e-3, "%s element %d", p.name, i)
+		}
+	}
+}
+
 func TestGemmDeterministicAcrossSplits(t *testing.T) {
+	eachPath(t, testDeterministicAcrossSplits)
+}
+
+func testDeterministicAcrossSplits(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	m, n, k := 300, 257, 700
 	a, b := randSlice[float32](rng, m*k), randSlice[float32](rng, k*n)
@@ -129,6 +192,15 @@ var benchShapes = []struct {
 }
 
 func BenchmarkGemm(b *testing.B) {
+	saved := active
+	defer func() { active = saved }()
+	for _, p := range supported() {
+		active = p
+		b.Run(p.name, benchGemm)
+	}
+}
+
+func benchGemm(b *testing.B) {
 	rng := rand.New(rand.NewPCG(5, 6))
 	for _, s := range benchShapes {
 		a := randSlice[float32](rng, s.m*s.k)

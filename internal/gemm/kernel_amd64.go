@@ -4,10 +4,25 @@ package gemm
 
 import "golang.org/x/sys/cpu"
 
-// hasKernel32 reports whether the AVX2/FMA float32 micro-kernel can run.
-var hasKernel32 = cpu.X86.HasAVX2 && cpu.X86.HasFMA
+// supported returns the float32 paths this CPU can run, best first.
+// cpu.X86.HasAVX512F also requires the OS to save the ZMM state.
+func supported() []*path {
+	var ps []*path
+	if cpu.X86.HasAVX512F {
+		ps = append(ps, &path{name: "avx512", mr: 12, nr: 32, k32: kernel512})
+	}
+	if cpu.X86.HasAVX2 && cpu.X86.HasFMA {
+		ps = append(ps, &path{name: "avx2", mr: 6, nr: 16, k32: kernel256})
+	}
+	return append(ps, goPath)
+}
 
-// kernel32 is C[0:6, 0:16] += Ap·Bp over kb packed steps (gemm_amd64.s).
+// kernel512 is C[0:12, 0:32] += Ap·Bp over kb packed steps (gemm_amd64.s).
 //
 //go:noescape
-func kernel32(kb int, ap, bp, c []float32, ldc int)
+func kernel512(kb int, ap, bp, c []float32, ldc int)
+
+// kernel256 is C[0:6, 0:16] += Ap·Bp over kb packed steps (gemm_amd64.s).
+//
+//go:noescape
+func kernel256(kb int, ap, bp, c []float32, ldc int)

@@ -2,6 +2,5 @@
 
 package gemm
 
-const hasKernel32 = false
-
-func kernel32(kb int, ap, bp, c []float32, ldc int) { kernelGo(kb, ap, bp, c, ldc) }
+// supported returns the portable kernel only.
+func supported() []*path { return []*path{goPath} }
