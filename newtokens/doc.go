@@ -25,13 +25,14 @@
 //
 // Options.Init picks how the new rows start:
 //   - InitMean (default): the mean of the existing rows of the table,
-//     leaving out rows that are exactly zero. No noise, so the result is
-//     deterministic.
+//     leaving out rows that look untrained (package untrained: zero rows,
+//     and rows whose norm is a far and small outlier; Result.Untrained
+//     lists them). No noise, so the result is deterministic.
 //   - InitRandom: N(0, σ²) per element, σ = standard deviation of the
-//     existing non-zero rows' elements, seeded by Options.Seed.
+//     elements of the same rows, seeded by Options.Seed.
 //   - InitSubtokenMean: the average of the rows of the tokens the string
-//     tokenized into before it was added (unknown tokens left out). If
-//     nothing is left, that token falls back to InitMean.
+//     tokenized into before it was added (unknown tokens and untrained rows
+//     left out). If nothing is left, that token falls back to InitMean.
 //
 // When the output projection is a copy of the input table, as the cybertron
 // converters make it for tied Hugging Face models, its new rows get the same

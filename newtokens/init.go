@@ -10,6 +10,7 @@ import (
 	"github.com/nlpodyssey/spago/nn/embedding"
 
 	"github.com/gopeft/gopeft/internal/rows"
+	"github.com/gopeft/gopeft/untrained"
 )
 
 // Init says how the rows of new tokens start.
@@ -17,20 +18,24 @@ type Init int
 
 const (
 	// InitMean (the default) sets each new row to the mean of the table's
-	// existing rows, skipping rows that are exactly zero (untrained or
-	// unconverted rows, as Unsloth skips them; cybertron's BERT converter
-	// leaves the last vocabulary row zero). Plain mean, no noise: the result
+	// existing rows, skipping rows that look untrained by package
+	// untrained's default rule: rows that are exactly zero (as Unsloth skips
+	// them; cybertron's BERT converter leaves the last vocabulary row zero)
+	// and rows whose norm is a far, small outlier (Result.Untrained lists
+	// them). Plain mean, no noise: the result
 	// is deterministic. This is transformers' mean resizing without its
 	// noise, and Unsloth's add_new_tokens(method="mean").
 	InitMean Init = iota
 	// InitRandom draws each element from N(0, σ²), σ being the population
-	// standard deviation of all elements of the table's existing non-zero
-	// rows, from a PCG generator seeded by Options.Seed.
+	// standard deviation of all elements of the table's existing rows that
+	// do not look untrained (as for InitMean), from a PCG generator seeded
+	// by Options.Seed.
 	InitRandom
 	// InitSubtokenMean sets each new row to the average of the rows of the
 	// tokens the string tokenized into before it was added (with the
 	// tokenizer passed to AddTokens, including tokens added earlier),
-	// leaving out the unknown token ([UNK], <unk>). When nothing is left
+	// leaving out the unknown token ([UNK], <unk>) and rows that look
+	// untrained (as for InitMean). When nothing is left
 	// (the string tokenized to unknown tokens only, or to nothing) the token
 	// falls back to InitMean, reported in Result.PerToken. Unsloth's
 	// method="interpolation" with interpolation weight 1.
@@ -97,19 +102,30 @@ func isZero(v []float64) bool {
 
 // stats holds what the strategies need from one table.
 type stats struct {
-	mean []float64 // mean of the non-zero rows
-	std  float64   // population std of all elements of the non-zero rows
+	mean []float64 // mean of the trained-looking rows
+	std  float64   // population std of all elements of those rows
+	// untrained are the rows left out (untrained.DetectRows, default rule).
+	untrained map[int]bool
+	ids       []int
 }
 
-func tableStats(r rowSet, dim int) stats {
+// tableStats computes the mean and spread of the rows that do not look
+// untrained (package untrained's rule: zero rows, and rows whose norm is a
+// far, small outlier).
+func tableStats(r rowSet, dim int) (stats, error) {
+	det, err := untrained.DetectRows(r.count(), r.row, nil)
+	if err != nil {
+		return stats{}, err
+	}
 	sum := make([]float64, dim)
 	n := 0
 	var total, totalSq float64
+	s := stats{untrained: det.Set(), ids: det.IDs()}
 	for i := 0; i < r.count(); i++ {
-		v := r.row(i)
-		if isZero(v) {
+		if s.untrained[i] {
 			continue
 		}
+		v := r.row(i)
 		n++
 		for j, x := range v {
 			sum[j] += x
@@ -117,9 +133,9 @@ func tableStats(r rowSet, dim int) stats {
 			totalSq += x * x
 		}
 	}
-	s := stats{mean: sum}
+	s.mean = sum
 	if n == 0 {
-		return s
+		return s, nil
 	}
 	for j := range sum {
 		sum[j] /= float64(n)
@@ -127,7 +143,7 @@ func tableStats(r rowSet, dim int) stats {
 	m := float64(n * dim)
 	mu := total / m
 	s.std = math.Sqrt(math.Max(0, totalSq/m-mu*mu))
-	return s
+	return s, nil
 }
 
 func averageRows(r rowSet, ids []int, dim int) []float64 {

@@ -63,6 +63,9 @@ type TokenInit struct {
 	// SubtokenStrings their tokens.
 	Subtokens       []int
 	SubtokenStrings []string
+	// SkippedUntrained are subtoken ids left out because their rows look
+	// untrained (package untrained).
+	SkippedUntrained []int
 }
 
 // Result describes what AddTokens did.
@@ -80,6 +83,10 @@ type Result struct {
 	// Init is the requested strategy; PerToken has what each token got.
 	Init     Init
 	PerToken []TokenInit
+	// Untrained are the ids of the input table's rows that look untrained
+	// (package untrained's default rule) and were left out of the mean and
+	// spread; OutputUntrained the same for an untied output projection.
+	Untrained, OutputUntrained []int
 	// Output names the grown output projection ("" if the model has none):
 	// "Layers[3]" (BERT MLM decoder) or "Projection" (BART).
 	Output string
@@ -452,10 +459,17 @@ func (t *target) plan(tok *Tokenizer, tokens []string, o Options) (*plan, error)
 		out = matRows{t.out.W.Value().(mat.Matrix), dim}
 		res.OutputTied = tiedCopy(in, out)
 	}
-	inStats := tableStats(in, dim)
+	inStats, err := tableStats(in, dim)
+	if err != nil {
+		return nil, fmt.Errorf("%w: the embedding table of %s: %w", ErrUnsupportedModel, t.typeName, err)
+	}
+	res.Untrained = inStats.ids
 	var outStats stats
 	if out != nil && !res.OutputTied {
-		outStats = tableStats(out, dim)
+		if outStats, err = tableStats(out, dim); err != nil {
+			return nil, fmt.Errorf("%w: %s.%s: %w", ErrUnsupportedModel, t.typeName, t.outName, err)
+		}
+		res.OutputUntrained = outStats.ids
 	}
 	rng := newRNG(o.Seed)
 	p := &plan{res: res}
@@ -482,6 +496,10 @@ func (t *target) plan(tok *Tokenizer, tokens []string, o Options) (*plan, error)
 				}
 				if id < 0 || id >= v {
 					return nil, fmt.Errorf("%w: %q tokenizes to id %d, outside the embedding table (%d rows)", ErrUnsupportedModel, s, id, v)
+				}
+				if inStats.untrained[id] {
+					ti.SkippedUntrained = append(ti.SkippedUntrained, id)
+					continue
 				}
 				ti.Subtokens = append(ti.Subtokens, id)
 				ti.SubtokenStrings = append(ti.SubtokenStrings, strs[k])

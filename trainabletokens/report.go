@@ -5,9 +5,13 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/nlpodyssey/spago/mat"
 	"github.com/nlpodyssey/spago/nn"
+	"github.com/nlpodyssey/spago/nn/embedding"
 
+	"github.com/gopeft/gopeft/internal/rows"
 	"github.com/gopeft/gopeft/internal/walk"
+	"github.com/gopeft/gopeft/untrained"
 )
 
 // Report is what PEFT's print_trainable_parameters prints, plus the tying
@@ -33,6 +37,11 @@ type AdapterReport struct {
 	Merged bool
 	Tables []string
 	Tokens []int
+	// Untrained are the adapter's token ids whose base rows (the table's
+	// rows before any adapter, in any of Tables) look untrained by package
+	// untrained's default rule: zero, or a far and small norm. Training
+	// starts from those rows, and PEFT's init copies them.
+	Untrained []int
 }
 
 // Report counts parameters and describes adapters and tying.
@@ -65,12 +74,29 @@ func (m *Model) Report() (Report, error) {
 		live[n] = true
 	}
 	tables := map[string]bool{}
+	baseUntrained := map[*embedding.Model]*untrained.Result{}
 	for _, name := range m.names {
 		a := m.adapters[name]
 		ar := AdapterReport{Name: name, Active: contains(m.active, name), Merged: contains(m.merged, name), Tokens: sortedCopy(a.cfg.TokenIndices)}
+		flagged := map[int]bool{}
 		for _, t := range a.targets {
 			ar.Tables = append(ar.Tables, t.group.Table.HFPath)
 			tables[t.group.Table.HFPath] = true
+			e := t.group.Table.Embedding
+			det, ok := baseUntrained[e]
+			if !ok {
+				var err error
+				if det, err = m.detectBase(e); err != nil {
+					return Report{}, fmt.Errorf("trainabletokens: Report: table %s: %w", t.group.Table.HFPath, err)
+				}
+				baseUntrained[e] = det
+			}
+			for _, id := range t.ids {
+				if det.Contains(id) && !flagged[id] {
+					flagged[id] = true
+					ar.Untrained = append(ar.Untrained, id)
+				}
+			}
 			for _, p := range t.rows {
 				if !seen[p] {
 					seen[p] = true
@@ -81,6 +107,7 @@ func (m *Model) Report() (Report, error) {
 				}
 			}
 		}
+		sort.Ints(ar.Untrained)
 		r.Adapters = append(r.Adapters, ar)
 	}
 	if r.Total > 0 {
@@ -109,6 +136,9 @@ func (r Report) String() string {
 			state = "active"
 		}
 		fmt.Fprintf(&b, "adapter %q (%s): %d tokens %v in %s\n", a.Name, state, len(a.Tokens), a.Tokens, strings.Join(a.Tables, ", "))
+		if len(a.Untrained) > 0 {
+			fmt.Fprintf(&b, "adapter %q: warning: base rows of tokens %v look untrained (zero, or a far and small norm); training starts from them\n", a.Name, a.Untrained)
+		}
 	}
 	for _, t := range r.Tying {
 		fmt.Fprintf(&b, "tying: %s\n", t)
@@ -126,4 +156,16 @@ func thousands(n int) string {
 		out = append(out, s[i])
 	}
 	return string(out)
+}
+
+// detectBase runs untrained.Detect on a table's base rows: the pristine
+// copy of every row an adapter touched, the table's own row elsewhere.
+func (m *Model) detectBase(e *embedding.Model) (*untrained.Result, error) {
+	byID := m.pristine[e]
+	return untrained.DetectRows(len(e.Weights), func(i int) []float64 {
+		if pr := byID[i]; pr != nil {
+			return rows.Get(pr.value, 0, e.Dim)
+		}
+		return rows.Get(e.Weights[i].Value().(mat.Matrix), 0, e.Dim)
+	}, nil)
 }
