@@ -18,6 +18,7 @@ import (
 	"github.com/nlpodyssey/spago/nn/linear"
 	"github.com/nlpodyssey/spago/nn/normalization/layernorm"
 
+	"github.com/gopeft/gopeft/hfact"
 	"github.com/gopeft/gopeft/internal/gemm"
 )
 
@@ -202,6 +203,10 @@ func supportedActivation(a activation.Activation) bool {
 	return false
 }
 
+// geluErf tags an hfact.GELU module (the exact GELU of Hugging Face's
+// "gelu") in a fused step. It is not one of spago's activations.
+const geluErf activation.Activation = -1
+
 // applyActivation applies a in place to x and, with train, returns the
 // element-wise derivative (computed in the same pass).
 func applyActivation[T float](a activation.Activation, x []T, train bool) []T {
@@ -225,6 +230,8 @@ func applyActivation[T float](a activation.Activation, x []T, train bool) []T {
 			v := float64(x[i])
 			var y, dy float64
 			switch a {
+			case geluErf:
+				y, dy = hfact.ErfGELU(v)
 			case activation.GELU:
 				// spago's GELU: 0.5·v·(1 + tanh(√(2/π)·(v + 0.044715·v³))).
 				const c = 0.7978845608028654 // √(2/π)
@@ -284,6 +291,11 @@ func newFSteps[T float](ms []nn.StandardModel) ([]fStep[T], bool) {
 				return nil, false
 			}
 			out = append(out, fStep[T]{act: v.Activation})
+		case *hfact.GELU:
+			if v == nil {
+				return nil, false
+			}
+			out = append(out, fStep[T]{act: geluErf})
 		default:
 			return nil, false
 		}

@@ -64,7 +64,7 @@ func TestFusedOpsFiniteDifferences(t *testing.T) {
 		_, back := ln.forward(x, n, true)
 		checkOp(t, "layer norm", x, func(x []float64) []float64 { y, _ := ln.forward(x, n, false); return y }, r, back(r))
 	})
-	for _, a := range []activation.Activation{activation.GELU, activation.Tanh, activation.ReLU, activation.Identity} {
+	for _, a := range []activation.Activation{geluErf, activation.GELU, activation.Tanh, activation.ReLU, activation.Identity} {
 		t.Run(fmt.Sprint("activation ", int(a)), func(t *testing.T) {
 			x, r := randVec(rng, n*d, 1.5), randVec(rng, n*d, 1)
 			steps := []fStep[float64]{{act: a}}

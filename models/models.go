@@ -58,7 +58,8 @@ func Convert(dir string, overwrite bool) error {
 }
 
 // LoadBERT loads dir/spago_model.bin as a BERT masked-language model,
-// converting a Hugging Face directory first when needed.
+// converting a Hugging Face directory first when needed, and gives it
+// Hugging Face's function (HFFunction).
 func LoadBERT(dir string) (*bert.ModelForMaskedLM, error) {
 	if err := Convert(dir, false); err != nil {
 		return nil, err
@@ -67,13 +68,17 @@ func LoadBERT(dir string) (*bert.ModelForMaskedLM, error) {
 	if err != nil {
 		return nil, fmt.Errorf("models: loading %s as BERT for masked LM: %w", dir, err)
 	}
+	if err := HFFunction(m); err != nil {
+		return nil, fmt.Errorf("models: loading %s: %w", dir, err)
+	}
 	return m, nil
 }
 
 // LoadBART loads dir/spago_model.bin as a BART model for conditional
 // generation (converting first when needed) and points the encoder's and
 // decoder's shared embeddings at the model's own table, as cybertron's task
-// loaders do (gob does not keep the shared pointer).
+// loaders do (gob does not keep the shared pointer), and gives it Hugging
+// Face's function (HFFunction).
 func LoadBART(dir string) (*bart.ModelForConditionalGeneration, error) {
 	if err := Convert(dir, false); err != nil {
 		return nil, err
@@ -83,6 +88,9 @@ func LoadBART(dir string) (*bart.ModelForConditionalGeneration, error) {
 		return nil, fmt.Errorf("models: loading %s as BART for conditional generation: %w", dir, err)
 	}
 	RewireBART(m)
+	if err := HFFunction(m); err != nil {
+		return nil, fmt.Errorf("models: loading %s: %w", dir, err)
+	}
 	return m, nil
 }
 

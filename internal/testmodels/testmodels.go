@@ -246,22 +246,27 @@ func loadFresh[T any](t testing.TB, name string) T {
 }
 
 // BERT returns an independent copy of the converted tiny BERT masked-language
-// model (testdata/bert-tiny), loaded with nn.LoadFromFile.
+// model (testdata/bert-tiny), loaded with nn.LoadFromFile, with Hugging
+// Face's function (models.HFFunction), as models.LoadBERT gives it.
 // Note cybertron's quirk: the last vocabulary row ("[unused_last]") is zero in
 // the embedding table and in the MLM decoder.
 func BERT(t testing.TB) *bert.ModelForMaskedLM {
 	t.Helper()
-	return loadFresh[*bert.ModelForMaskedLM](t, BERTName)
+	m := loadFresh[*bert.ModelForMaskedLM](t, BERTName)
+	require.NoError(t, models.HFFunction(m))
+	return m
 }
 
 // BART returns an independent copy of the converted tiny BART model for
 // conditional generation (testdata/bart-tiny), loaded with nn.LoadFromFile.
 // As cybertron's task loaders do, the encoder's and decoder's shared
-// embeddings are re-wired to the model's own Embeddings table.
+// embeddings are re-wired to the model's own Embeddings table, and the
+// model gets Hugging Face's function (models.HFFunction).
 func BART(t testing.TB) *bart.ModelForConditionalGeneration {
 	t.Helper()
 	m := loadFresh[*bart.ModelForConditionalGeneration](t, BARTName)
 	RewireBARTShared(m)
+	require.NoError(t, models.HFFunction(m))
 	return m
 }
 
