@@ -178,3 +178,33 @@ func TestMixedRejectsBadInput(t *testing.T) {
 	_, err = tm.MixedMaskedLMLogits(batch, []string{"a", "a", "a", "a", "a"})
 	assert.ErrorIs(t, err, ErrUnloaded)
 }
+
+// Mixed calls run concurrently with each other and with SetActive (which
+// waits for them): every result is still the sample's own.
+func TestMixedConcurrent(t *testing.T) {
+	_, tm, batch := setupMixedBERT(t)
+	names := []string{"b", "a", "", "c", "b"}
+	want, err := tm.MixedMaskedLMLogits(batch, names)
+	require.NoError(t, err)
+	errs := make(chan error, 6)
+	results := make(chan []mat.Matrix, 4)
+	for range 4 {
+		go func() {
+			got, err := tm.MixedMaskedLMLogits(batch, names)
+			errs <- err
+			results <- got
+		}()
+	}
+	for _, n := range []string{"b", "c"} {
+		go func() { errs <- tm.SetActive(n) }()
+	}
+	for range 6 {
+		require.NoError(t, <-errs)
+	}
+	for range 4 {
+		got := <-results
+		for s := range want {
+			requireSameLogits(t, want[s], got[s], "concurrent call, sample %d", s)
+		}
+	}
+}
