@@ -1,13 +1,18 @@
 package gopeft
 
 import (
+	"bytes"
 	"embed"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
 	"strings"
+
+	"github.com/gopeft/gopeft/internal/atomicfile"
+	"github.com/gopeft/gopeft/internal/regular"
 )
 
 // TinyModels holds the Hugging Face files of the tiny deterministic test
@@ -43,28 +48,31 @@ func CorpusLines(name string) ([]string, error) {
 var tinyModelNames = map[string]bool{"bert-tiny": true, "bart-tiny": true}
 
 // WriteTinyModel writes the embedded Hugging Face files of the tiny model
-// name ("bert-tiny" or "bart-tiny") into dstDir/name and returns that path.
-// The files are first written to a temporary directory inside dstDir, which
-// is then renamed into place; an existing dstDir/name is replaced.
-// The result can be converted with cybertron's converter.
+// name ("bert-tiny" or "bart-tiny") into dstDir/name (created if missing)
+// and returns that path. The result can be converted with cybertron's
+// converter.
+//
+// It writes only its own files, the embedded ones (config.json,
+// pytorch_model.bin and the tokenizer files), each atomically (a temporary
+// file in the directory, fsynced, renamed); a file that already holds the
+// embedded bytes is left as it is. Everything else in the directory —
+// adapters, vocabularies or models saved beside the tiny model — is never
+// touched, so calling it again (a re-run notebook cell) is safe. An
+// embedded file name taken by a directory or special file is an error.
 func WriteTinyModel(name, dstDir string) (string, error) {
 	if !tinyModelNames[name] {
 		return "", fmt.Errorf("gopeft: unknown tiny model %q (want \"bert-tiny\" or \"bart-tiny\")", name)
 	}
-	if err := os.MkdirAll(dstDir, 0o755); err != nil {
-		return "", fmt.Errorf("gopeft: creating %s: %w", dstDir, err)
+	dst := filepath.Join(dstDir, name)
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		return "", fmt.Errorf("gopeft: creating %s: %w", dst, err)
 	}
-	tmp, err := os.MkdirTemp(dstDir, "."+name+"-tmp-")
-	if err != nil {
-		return "", fmt.Errorf("gopeft: creating temporary directory: %w", err)
-	}
-	defer os.RemoveAll(tmp) // no-op once renamed
-
 	src := path.Join("testdata", name)
 	entries, err := fs.ReadDir(TinyModels, src)
 	if err != nil {
 		return "", fmt.Errorf("gopeft: reading embedded %s: %w", src, err)
 	}
+	var files []atomicfile.File
 	for _, e := range entries {
 		if e.IsDir() {
 			continue
@@ -73,29 +81,28 @@ func WriteTinyModel(name, dstDir string) (string, error) {
 		if err != nil {
 			return "", fmt.Errorf("gopeft: reading embedded %s: %w", e.Name(), err)
 		}
-		if err := os.WriteFile(filepath.Join(tmp, e.Name()), data, 0o644); err != nil {
-			return "", fmt.Errorf("gopeft: writing %s: %w", e.Name(), err)
-		}
-	}
-	if err := os.Chmod(tmp, 0o755); err != nil {
-		return "", fmt.Errorf("gopeft: %w", err)
-	}
-
-	dst := filepath.Join(dstDir, name)
-	if _, err := os.Lstat(dst); err == nil {
-		// Move the old directory aside first: renaming onto a non-empty
-		// directory fails.
-		old, err := os.MkdirTemp(dstDir, "."+name+"-old-")
-		if err != nil {
+		if same, err := holds(filepath.Join(dst, e.Name()), data); err != nil {
 			return "", fmt.Errorf("gopeft: %w", err)
+		} else if same {
+			continue
 		}
-		defer os.RemoveAll(old)
-		if err := os.Rename(dst, filepath.Join(old, name)); err != nil {
-			return "", fmt.Errorf("gopeft: replacing %s: %w", dst, err)
-		}
+		files = append(files, atomicfile.File{Name: e.Name(), Data: data, Perm: 0o644})
 	}
-	if err := os.Rename(tmp, dst); err != nil {
-		return "", fmt.Errorf("gopeft: renaming into %s: %w", dst, err)
+	if err := atomicfile.WriteFiles(dst, files, atomicfile.Options{}); err != nil {
+		return "", fmt.Errorf("gopeft: writing tiny model %s: %w", name, err)
 	}
 	return dst, nil
+}
+
+// holds reports whether the regular file p already holds exactly data; a
+// missing file does not, a special file is an error.
+func holds(p string, data []byte) (bool, error) {
+	got, err := regular.ReadFile(p, int64(len(data)))
+	switch {
+	case errors.Is(err, fs.ErrNotExist), errors.Is(err, regular.ErrTooLarge):
+		return false, nil
+	case err != nil:
+		return false, err
+	}
+	return bytes.Equal(got, data), nil
 }

@@ -3,6 +3,7 @@ module github.com/gopeft/gopeft
 go 1.26.0
 
 require (
+	github.com/google/renameio/v2 v2.0.2
 	github.com/nlpodyssey/cybertron v0.2.1
 	github.com/nlpodyssey/spago v1.1.0
 	github.com/rs/zerolog v1.31.0

@@ -1,7 +1,9 @@
 package models
 
 import (
+	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sync"
@@ -14,6 +16,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/gopeft/gopeft"
+	"github.com/gopeft/gopeft/internal/atomicfile"
+	"github.com/gopeft/gopeft/internal/regular"
 )
 
 // SpagoFile is the file name of a converted model in a model directory.
@@ -103,13 +107,40 @@ func RewireBART(m *bart.ModelForConditionalGeneration) {
 
 // Tiny writes the embedded tiny model name ("bert-tiny" or "bart-tiny")
 // into workDir/name, converts it, and returns the directory.
+//
+// It writes only its own files: the embedded Hugging Face files (see
+// gopeft.WriteTinyModel) and spago_model.bin, each atomically. The
+// conversion runs in a private temporary directory inside workDir, removed
+// afterwards, and the converted file is then written into place (left as
+// it is when it already holds the same bytes). Adapters, vocabularies and
+// other files saved beside the model are never touched.
 func Tiny(name, workDir string) (string, error) {
 	dir, err := gopeft.WriteTinyModel(name, workDir)
 	if err != nil {
 		return "", err
 	}
-	if err := Convert(dir, true); err != nil {
+	tmp, err := os.MkdirTemp(workDir, "."+name+".convert-")
+	if err != nil {
+		return "", fmt.Errorf("models: %w", err)
+	}
+	defer os.RemoveAll(tmp) // our own scratch directory
+	scratch, err := gopeft.WriteTinyModel(name, tmp)
+	if err != nil {
 		return "", err
+	}
+	if err := Convert(scratch, true); err != nil {
+		return "", err
+	}
+	data, err := os.ReadFile(filepath.Join(scratch, SpagoFile))
+	if err != nil {
+		return "", fmt.Errorf("models: %w", err)
+	}
+	dst := filepath.Join(dir, SpagoFile)
+	if old, err := regular.ReadFile(dst, int64(len(data))); err == nil && bytes.Equal(old, data) {
+		return dir, nil
+	}
+	if err := atomicfile.WriteFile(dst, data, 0o644); err != nil {
+		return "", fmt.Errorf("models: %w", err)
 	}
 	return dir, nil
 }
@@ -135,30 +166,16 @@ func TinyBART(workDir string) (*bart.ModelForConditionalGeneration, string, erro
 }
 
 // Save writes model to dir/spago_model.bin atomically (a temporary file in
-// dir, then a rename), so a crash leaves the old file or the new one.
+// dir, fsynced, renamed, then dir fsynced), so a crash leaves the old file
+// or the new one and an error leaves no temporary file. Nothing else in dir
+// is touched; a spago_model.bin that is not a regular file is refused.
 func Save(model nn.Model, dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("models: %w", err)
 	}
-	f, err := os.CreateTemp(dir, "."+SpagoFile+"-*")
+	err := atomicfile.WriteFunc(filepath.Join(dir, SpagoFile), 0o644, func(w io.Writer) error { return nn.Dump(model, w) })
 	if err != nil {
-		return fmt.Errorf("models: %w", err)
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // no-op after the rename
-	if err := nn.Dump(model, f); err != nil {
-		f.Close()
-		return fmt.Errorf("models: writing %s: %w", tmp, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("models: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("models: %w", err)
-	}
-	if err := os.Rename(tmp, filepath.Join(dir, SpagoFile)); err != nil {
-		return fmt.Errorf("models: %w", err)
+		return fmt.Errorf("models: saving %s: %w", dir, err)
 	}
 	return nil
 }

@@ -3,11 +3,15 @@ package newtokens
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
+
+	"github.com/gopeft/gopeft/internal/atomicfile"
+	"github.com/gopeft/gopeft/internal/regular"
 )
 
 const addedTokensFile = "added_tokens.json"
@@ -28,10 +32,21 @@ const addedTokensFile = "added_tokens.json"
 //     keys are kept; the file is re-indented with sorted keys as Hugging
 //     Face writes it).
 //
-// Each file is written to a temporary file in dir and renamed over the old
-// one, so a reader sees either the old or the new file, never a partial one.
-// The model itself (spago_model.bin) is saved separately, e.g. with
-// nn.DumpToFile.
+// All or nothing: every file is first written to a temporary file in dir
+// and fsynced; only then are they renamed into place, in this order: files
+// dir lacked (tokenizer_config.json, merges.txt), added_tokens.json, the
+// vocabulary, config.json. If anything fails, the files already renamed
+// are put back and the error says what failed: dir holds its previous
+// files, never a mix, and no temporary file. Only a crash (power loss,
+// kill -9) in the middle of the renames can leave a mix, and a temporary
+// file or two (names starting with "."): the order makes the likely one a
+// new added_tokens.json beside the previous vocabulary, which LoadTokenizer
+// reads as Hugging Face's layout (the added tokens at their ids after the
+// vocabulary) or refuses with an error naming the token; it never gives an
+// added token another id. Files other than these are never touched. A FIFO
+// or other special file in place of any of them is an error before
+// anything is written. The model itself (spago_model.bin) is saved
+// separately, e.g. with models.Save.
 func WriteVocabFiles(dir string, tok *Tokenizer) error {
 	if tok == nil {
 		return fmt.Errorf("newtokens: WriteVocabFiles: tokenizer is nil")
@@ -39,12 +54,31 @@ func WriteVocabFiles(dir string, tok *Tokenizer) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("newtokens: WriteVocabFiles: %w", err)
 	}
+	files, err := tok.vocabFiles(dir)
+	if err != nil {
+		return err
+	}
+	if err := atomicfile.WriteFiles(dir, files, atomicfile.Options{AllOrNothing: true, Hook: vocabHook}); err != nil {
+		return fmt.Errorf("newtokens: WriteVocabFiles: %w", err)
+	}
+	return nil
+}
+
+// vocabHook, when set (by tests), is passed to atomicfile as the stage hook.
+var vocabHook func(stage string) error
+
+// maxConfigJSON bounds the config.json WriteVocabFiles reads.
+const maxConfigJSON = 16 << 20
+
+// vocabFiles renders the files WriteVocabFiles writes, in rename order.
+func (tok *Tokenizer) vocabFiles(dir string) ([]atomicfile.File, error) {
 	tok.mu.RLock()
 	defer tok.mu.RUnlock()
 
 	added := append([]AddedToken(nil), tok.added...)
 	sort.Slice(added, func(i, j int) bool { return added[i].ID < added[j].ID })
 
+	var created, vocab []atomicfile.File
 	switch tok.kind {
 	case KindBERT:
 		var b bytes.Buffer
@@ -52,15 +86,13 @@ func WriteVocabFiles(dir string, tok *Tokenizer) error {
 			b.WriteString(term)
 			b.WriteByte('\n')
 		}
-		if err := writeAtomic(filepath.Join(dir, "vocab.txt"), b.Bytes()); err != nil {
-			return err
-		}
+		vocab = append(vocab, atomicfile.File{Name: "vocab.txt", Data: b.Bytes(), Perm: 0o644})
 		// cybertron's BERT task loaders require tokenizer_config.json.
-		if cfg := filepath.Join(dir, "tokenizer_config.json"); !fileExists(cfg) {
+		if missing, err := absent(filepath.Join(dir, "tokenizer_config.json")); err != nil {
+			return nil, err
+		} else if missing {
 			data := fmt.Sprintf("{\n  \"do_lower_case\": %t\n}\n", tok.lowerCase)
-			if err := writeAtomic(cfg, []byte(data)); err != nil {
-				return err
-			}
+			created = append(created, atomicfile.File{Name: "tokenizer_config.json", Data: []byte(data), Perm: 0o644})
 		}
 	case KindBART:
 		all := make([]AddedToken, 0, len(tok.baseTerm)+len(added))
@@ -68,24 +100,40 @@ func WriteVocabFiles(dir string, tok *Tokenizer) error {
 			all = append(all, AddedToken{Content: term, ID: id})
 		}
 		all = append(all, added...)
-		if err := writeAtomic(filepath.Join(dir, "vocab.json"), orderedJSON(all, false)); err != nil {
-			return err
-		}
-		merges := filepath.Join(dir, "merges.txt")
-		if !fileExists(merges) {
-			data, err := os.ReadFile(filepath.Join(tok.srcDir, "merges.txt"))
+		vocab = append(vocab, atomicfile.File{Name: "vocab.json", Data: orderedJSON(all, false), Perm: 0o644})
+		if missing, err := absent(filepath.Join(dir, "merges.txt")); err != nil {
+			return nil, err
+		} else if missing {
+			data, err := regular.ReadFile(filepath.Join(tok.srcDir, "merges.txt"), 0)
 			if err != nil {
-				return fmt.Errorf("newtokens: WriteVocabFiles: copying merges.txt: %w", err)
+				return nil, fmt.Errorf("newtokens: WriteVocabFiles: copying merges.txt: %w", err)
 			}
-			if err := writeAtomic(merges, data); err != nil {
-				return err
-			}
+			created = append(created, atomicfile.File{Name: "merges.txt", Data: data, Perm: 0o644})
 		}
 	}
-	if err := writeAtomic(filepath.Join(dir, addedTokensFile), orderedJSON(added, true)); err != nil {
-		return err
+	files := append(created, atomicfile.File{Name: addedTokensFile, Data: orderedJSON(added, true), Perm: 0o644})
+	files = append(files, vocab...)
+	cfg, err := grownConfig(filepath.Join(dir, "config.json"), tok.vocabSizeLocked())
+	if err != nil {
+		return nil, err
 	}
-	return updateConfigVocabSize(filepath.Join(dir, "config.json"), tok.vocabSizeLocked())
+	if cfg != nil {
+		files = append(files, atomicfile.File{Name: "config.json", Data: cfg, Perm: 0o644})
+	}
+	return files, nil
+}
+
+// absent reports whether name does not exist; a name that exists and is
+// not a regular file is an error (it would otherwise be skipped or block).
+func absent(name string) (bool, error) {
+	err := regular.Check(name)
+	switch {
+	case err == nil:
+		return false, nil
+	case errors.Is(err, fs.ErrNotExist):
+		return true, nil
+	}
+	return false, fmt.Errorf("newtokens: WriteVocabFiles: %w", err)
 }
 
 // orderedJSON writes {"token": id, ...} in id order without HTML escaping.
@@ -124,8 +172,8 @@ func jsonString(s string) []byte {
 }
 
 func readAddedTokens(file string) ([]AddedToken, error) {
-	data, err := os.ReadFile(file)
-	if os.IsNotExist(err) {
+	data, err := regular.ReadFile(file, maxConfigJSON)
+	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
@@ -143,26 +191,30 @@ func readAddedTokens(file string) ([]AddedToken, error) {
 	return out, nil
 }
 
-func updateConfigVocabSize(file string, size int) error {
-	data, err := os.ReadFile(file)
-	if os.IsNotExist(err) {
-		return nil
+// grownConfig returns config.json with "vocab_size" raised to size, or nil
+// when there is no config.json, it has no vocab_size, or it is not smaller.
+// Other keys are kept; the file is re-indented with sorted keys as Hugging
+// Face writes it.
+func grownConfig(file string, size int) ([]byte, error) {
+	data, err := regular.ReadFile(file, maxConfigJSON)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
 	}
 	if err != nil {
-		return fmt.Errorf("newtokens: %w", err)
+		return nil, fmt.Errorf("newtokens: %w", err)
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
 	var cfg map[string]any
 	if err := dec.Decode(&cfg); err != nil {
-		return fmt.Errorf("newtokens: %s: %w", file, err)
+		return nil, fmt.Errorf("newtokens: %s: %w", file, err)
 	}
 	old, ok := cfg["vocab_size"].(json.Number)
 	if !ok {
-		return nil
+		return nil, nil
 	}
 	if n, err := old.Int64(); err != nil || n >= int64(size) {
-		return nil // only ever grown: the tokenizer may know fewer ids than the model
+		return nil, nil // only ever grown: the tokenizer may know fewer ids than the model
 	}
 	cfg["vocab_size"] = size
 	var b bytes.Buffer
@@ -170,48 +222,7 @@ func updateConfigVocabSize(file string, size int) error {
 	enc.SetEscapeHTML(false)
 	enc.SetIndent("", "  ")
 	if err := enc.Encode(cfg); err != nil {
-		return fmt.Errorf("newtokens: %s: %w", file, err)
+		return nil, fmt.Errorf("newtokens: %s: %w", file, err)
 	}
-	return writeAtomic(file, b.Bytes())
-}
-
-// writeAtomic writes data to name through a temporary file in the same
-// directory, synced and renamed over name.
-func writeAtomic(name string, data []byte) (err error) {
-	dir, base := filepath.Split(name)
-	if dir == "" {
-		dir = "."
-	}
-	f, err := os.CreateTemp(dir, "."+strings.TrimPrefix(base, ".")+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("newtokens: %w", err)
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			os.Remove(tmp)
-		}
-	}()
-	if _, err = f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("newtokens: writing %s: %w", name, err)
-	}
-	if err = f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("newtokens: writing %s: %w", name, err)
-	}
-	if err = f.Close(); err != nil {
-		return fmt.Errorf("newtokens: writing %s: %w", name, err)
-	}
-	mode := os.FileMode(0o644)
-	if st, statErr := os.Stat(name); statErr == nil {
-		mode = st.Mode().Perm()
-	}
-	if err = os.Chmod(tmp, mode); err != nil {
-		return fmt.Errorf("newtokens: %w", err)
-	}
-	if err = os.Rename(tmp, name); err != nil {
-		return fmt.Errorf("newtokens: %w", err)
-	}
-	return nil
+	return b.Bytes(), nil
 }

@@ -28,4 +28,10 @@
 // model's own embedding tables, so cybertron's inference code, nn.Dump and
 // the task loaders work on it unchanged, and an active adapter costs
 // nothing at inference time.
+//
+// Files: Save and Load speak PEFT's adapter-directory format (format.go,
+// save.go, load.go, configjson.go). The package owns what the files mean;
+// it does not know how safetensors is laid out (internal/safetensors), how
+// JSON is read strictly (internal/strictjson), or how files are written
+// and opened safely (internal/atomicfile, internal/regular).
 package trainabletokens

@@ -516,7 +516,7 @@ func TestFileSize(t *testing.T) {
 
 // TestAtomicSave injects a failure at every stage of a save over an
 // existing adapter: the directory must keep the old adapter, byte for byte,
-// with no temporary directory left behind.
+// with no temporary file left behind.
 func TestAtomicSave(t *testing.T) {
 	m := testmodels.BERT(t)
 	tm, err := New(m, Config{TokenIndices: []int{10, 11}}, "")
@@ -533,7 +533,8 @@ func TestAtomicSave(t *testing.T) {
 	old := tree(t, dir)
 
 	perturb(t, tm, "default", 9)
-	stages := []string{"carry over", "write adapter_config.json", "write adapter_model.safetensors", "sync", "replace"}
+	stages := []string{"write adapter_model.safetensors", "write adapter_config.json", "sync", "backup",
+		"rename adapter_model.safetensors", "rename adapter_config.json", "sync dir"}
 	for _, stage := range stages {
 		t.Run(stage, func(t *testing.T) {
 			boom := errors.New("injected failure")
@@ -547,10 +548,10 @@ func TestAtomicSave(t *testing.T) {
 			err := tm.Save(dir, "", SaveOptions{})
 			require.ErrorIs(t, err, boom)
 			assert.Contains(t, err.Error(), stage)
-			assert.Equal(t, old, tree(t, dir), "old adapter intact")
+			assert.Equal(t, old, tree(t, dir), "old adapter intact, no temporary file")
 			entries, err := os.ReadDir(parent)
 			require.NoError(t, err)
-			require.Len(t, entries, 1, "no temporary directory left: %v", entries)
+			require.Len(t, entries, 1, "nothing written next to the directory: %v", entries)
 		})
 	}
 	var seen []string
@@ -561,21 +562,22 @@ func TestAtomicSave(t *testing.T) {
 	now := tree(t, dir)
 	assert.NotEqual(t, old[WeightsFile], now[WeightsFile], "new rows written")
 	for _, k := range []string{"README.md", "other/", "other/deep/", "other/deep/x.txt", "link"} {
-		assert.Equal(t, old[k], now[k], "%s carried over", k)
+		assert.Equal(t, old[k], now[k], "%s left alone", k)
 	}
+	assert.Len(t, now, len(old), "no temporary file left: %v", keys(now))
 	fi, err := os.Stat(filepath.Join(dir, "other", "deep", "x.txt"))
 	require.NoError(t, err)
 	assert.Equal(t, fs.FileMode(0o600), fi.Mode().Perm())
 	entries, _ := os.ReadDir(parent)
 	assert.Len(t, entries, 1)
-	// The new directory loads and holds the new rows.
+	// The directory loads and holds the new rows.
 	tm2, err := Load(testmodels.BERT(t), dir, "")
 	require.NoError(t, err)
 	assert.Equal(t, paramValues(tm.TrainableParams()[0]), paramValues(tm2.TrainableParams()[0]))
 
 	t.Run("fresh directory, failure leaves nothing", func(t *testing.T) {
 		saveHook = func(s string) error {
-			if s == "replace" {
+			if s == "rename adapter_config.json" {
 				return errors.New("injected")
 			}
 			return nil
@@ -583,10 +585,10 @@ func TestAtomicSave(t *testing.T) {
 		defer func() { saveHook = nil }()
 		p := t.TempDir()
 		require.Error(t, tm.Save(filepath.Join(p, "new", "adapter"), "", SaveOptions{}))
-		entries, _ := os.ReadDir(filepath.Join(p, "new"))
+		entries, _ := os.ReadDir(p)
 		assert.Empty(t, entries)
 	})
-	t.Run("symlinked directory: the target is replaced, the link kept", func(t *testing.T) {
+	t.Run("symlinked directory: written through, the link kept", func(t *testing.T) {
 		p := t.TempDir()
 		real := filepath.Join(p, "real")
 		require.NoError(t, os.Mkdir(real, 0o755))
@@ -607,42 +609,6 @@ func TestAtomicSave(t *testing.T) {
 		assert.Error(t, tm.Save("", "", SaveOptions{}))
 		b, _ := os.ReadFile(file)
 		assert.Equal(t, "x", string(b))
-	})
-	t.Run("two-rename fallback rolls back", func(t *testing.T) {
-		exchangeImpl = func(a, b string) error { return errExchangeUnsupported }
-		defer func() { exchangeImpl = renameExchange }()
-		before := tree(t, dir)
-		saveHook = func(s string) error {
-			if s == "replace: old directory moved aside" {
-				return errors.New("injected")
-			}
-			return nil
-		}
-		require.Error(t, tm.Save(dir, "", SaveOptions{TiedDuplicates: true}))
-		saveHook = nil
-		assert.Equal(t, before, tree(t, dir))
-		entries, _ := os.ReadDir(parent)
-		assert.Len(t, entries, 1, "%v", entries)
-		require.NoError(t, tm.Save(dir, "", SaveOptions{TiedDuplicates: true}))
-		assert.NotEqual(t, before[WeightsFile], tree(t, dir)[WeightsFile])
-		assert.Equal(t, before["other/deep/x.txt"], tree(t, dir)["other/deep/x.txt"])
-		entries, _ = os.ReadDir(parent)
-		assert.Len(t, entries, 1, "%v", entries)
-	})
-	t.Run("exchange fallback", func(t *testing.T) {
-		exchangeImpl = func(a, b string) error { return errExchangeUnsupported }
-		defer func() { exchangeImpl = renameExchange }()
-		p := t.TempDir()
-		a, b := filepath.Join(p, "a"), filepath.Join(p, "b")
-		require.NoError(t, os.Mkdir(a, 0o755))
-		require.NoError(t, os.Mkdir(b, 0o755))
-		require.NoError(t, os.WriteFile(filepath.Join(a, "f"), []byte("A"), 0o644))
-		require.NoError(t, os.WriteFile(filepath.Join(b, "f"), []byte("B"), 0o644))
-		require.NoError(t, exchange(a, b))
-		got, _ := os.ReadFile(filepath.Join(b, "f"))
-		assert.Equal(t, "A", string(got))
-		got, _ = os.ReadFile(filepath.Join(a, "f"))
-		assert.Equal(t, "B", string(got))
 	})
 }
 

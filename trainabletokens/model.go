@@ -110,9 +110,17 @@ func New(base nn.Model, cfg Config, name string) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := checkTargets(layout, cfg); err != nil {
+	tables, err := checkTargets(layout, cfg)
+	if err != nil {
 		return nil, err
 	}
+	return inject(base, layout, name, cfg, tables)
+}
+
+// inject builds the Model around base from its layout and a validated cfg
+// whose targets (tables) were matched and checked on that layout, by New or
+// by Load: nothing is described, matched or validated again.
+func inject(base nn.Model, layout *registry.Layout, name string, cfg Config, tables []*registry.Table) (*Model, error) {
 	// Everything the user asked for is valid: from here on base changes.
 	renewed, err := spagofix.RenewEmbeddings(base)
 	if err != nil {
@@ -126,12 +134,12 @@ func New(base nn.Model, cfg Config, name string) (*Model, error) {
 		pristine: map[*embedding.Model]map[int]*pristineRow{},
 		renewed:  renewed,
 	}
-	if err := m.describe(); err != nil {
+	if err := m.describe(layout); err != nil {
 		undo(renewed)
 		return nil, err
 	}
 	m.freeze()
-	a, err := m.newAdapter(name, cfg)
+	a, err := m.buildAdapter(name, cfg, tables)
 	if err != nil {
 		m.restoreFlags()
 		undo(renewed)
@@ -152,10 +160,15 @@ func undo(rs []spagofix.Replacement) {
 	}
 }
 
-func (m *Model) describe() error {
-	l, err := registry.Describe(m.base)
-	if err != nil {
-		return err
+// describe adopts l, pointing its tables at the embedding tables
+// RenewEmbeddings put in their place, and finds the tying groups.
+func (m *Model) describe(l *registry.Layout) error {
+	for _, r := range m.renewed {
+		for _, t := range l.Tables {
+			if t.Embedding == r.Old {
+				t.Embedding = r.New
+			}
+		}
 	}
 	gs, err := tying.Detect(l)
 	if err != nil {
@@ -175,21 +188,27 @@ func checkTargets(l *registry.Layout, cfg Config) ([]*registry.Table, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
+	return tables, checkTables(tables, cfg)
+}
+
+// checkTables checks the indices against each matched table's size, and
+// the tables' rows.
+func checkTables(tables []*registry.Table, cfg Config) error {
 	for _, t := range tables {
 		if err := cfg.checkRange(t.HFPath, len(t.Embedding.Weights)); err != nil {
-			return nil, err
+			return err
 		}
 		if t.Embedding.Dim <= 0 {
-			return nil, fmt.Errorf("%w: table %s has dimension %d", ErrInvalidConfig, t.HFPath, t.Embedding.Dim)
+			return fmt.Errorf("%w: table %s has dimension %d", ErrInvalidConfig, t.HFPath, t.Embedding.Dim)
 		}
 		for _, id := range cfg.TokenIndices {
 			if rows.DType(t.Embedding.Weights[id].Value().(mat.Matrix)) == "" {
-				return nil, fmt.Errorf("%w: row %d of %s is a %T, expected a float32 or float64 dense matrix",
+				return fmt.Errorf("%w: row %d of %s is a %T, expected a float32 or float64 dense matrix",
 					ErrInvalidConfig, id, t.HFPath, t.Embedding.Weights[id].Value())
 			}
 		}
 	}
-	return tables, nil
+	return nil
 }
 
 // freeze records every parameter's requiresGrad flag and clears it.
@@ -220,6 +239,12 @@ func (m *Model) newAdapter(name string, cfg Config) (*adapter, error) {
 	if err != nil {
 		return nil, err
 	}
+	return m.buildAdapter(name, cfg, tables)
+}
+
+// buildAdapter builds the rows of an adapter whose cfg was validated and
+// whose tables were matched and checked on m.layout.
+func (m *Model) buildAdapter(name string, cfg Config, tables []*registry.Table) (*adapter, error) {
 	cfg = cfg.clone()
 	a := &adapter{name: name, cfg: cfg}
 	rng := rand.New(rand.NewPCG(cfg.Seed, 0x9e3779b97f4a7c15))

@@ -29,6 +29,7 @@ import (
 	"github.com/gopeft/gopeft"
 	"github.com/gopeft/gopeft/examples/notebookutil"
 	"github.com/gopeft/gopeft/finetune"
+	"github.com/gopeft/gopeft/internal/atomicfile"
 	"github.com/gopeft/gopeft/models"
 	"github.com/gopeft/gopeft/newtokens"
 	"github.com/gopeft/gopeft/recipes"
@@ -343,18 +344,9 @@ func saveModelDir(m nn.Model, tok *newtokens.Tokenizer, srcDir, dst string) erro
 	return models.Save(m, dst)
 }
 
+// writeAtomic writes through the project's one atomic writer (a temporary
+// file in the same directory, fsync, rename, fsync of the directory); a
+// program outside this module would use github.com/google/renameio/v2.
 func writeAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+"-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
+	return atomicfile.WriteFile(path, data, 0o644)
 }

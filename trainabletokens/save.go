@@ -1,0 +1,171 @@
+package trainabletokens
+
+import (
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"strconv"
+
+	"github.com/nlpodyssey/spago/mat"
+	"github.com/nlpodyssey/spago/nn"
+
+	"github.com/gopeft/gopeft/internal/atomicfile"
+	"github.com/gopeft/gopeft/internal/rows"
+	"github.com/gopeft/gopeft/internal/safetensors"
+)
+
+// saveHook, when set (by tests), is called at each stage of Save's file
+// writing (see atomicfile.Options.Hook); an error it returns aborts the
+// save there, as an I/O error would.
+var saveHook func(stage string) error
+
+// Save writes the named adapter ("" means the first one added) to dir in
+// PEFT's layout (adapter_config.json and adapter_model.safetensors), so
+// that PEFT's PeftModel.from_pretrained and Load read it back. The rows
+// written are the adapter's current rows, whether it is active, inactive
+// or merged.
+//
+// Like PEFT's save_pretrained, Save writes its two files into dir (created
+// if missing) and touches nothing else: the directory itself (inode, owner,
+// mode), the other files and sub-directories in it, file systems mounted
+// inside it and processes working in it are left as they are. Each file is
+// written to a temporary file in dir, fsynced and renamed over the old one
+// (the weights first, then the config), then dir is fsynced. On any error
+// the temporary files are removed, a file already renamed is put back and
+// directories Save created are removed again: dir holds the previous
+// adapter (or nothing). A reader never sees a partial file. A crash
+// between the two renames can leave the new weights beside the old config:
+// the weights record the token_indices (or, for long lists, their digest)
+// and, in their tensor keys, the target modules, and Load refuses a pair
+// whose config disagrees with an error naming both files (a pair that
+// differs only in rows or in fields such as base_model_name_or_path is
+// consistent and loads). A destination that exists and is not a regular file
+// (a directory, symbolic link, FIFO, ...) is refused before anything is
+// written.
+func (m *Model) Save(dir, name string, opts SaveOptions) error {
+	if dir == "" {
+		return fmt.Errorf("trainabletokens: save: empty directory name")
+	}
+	files, err := m.encode(name, opts)
+	if err != nil {
+		return err
+	}
+	undo, err := atomicfile.MkdirAll(dir)
+	if err != nil {
+		return fmt.Errorf("trainabletokens: save: %w", err)
+	}
+	err = atomicfile.WriteFiles(dir, []atomicfile.File{
+		{Name: WeightsFile, Data: files[WeightsFile], Perm: 0o644},
+		{Name: ConfigFile, Data: files[ConfigFile], Perm: 0o644},
+	}, atomicfile.Options{AllOrNothing: true, Hook: saveHook})
+	if err != nil {
+		undo()
+		return fmt.Errorf("trainabletokens: save %s: %w", dir, err)
+	}
+	return nil
+}
+
+// encode renders the adapter's two files under the read lock.
+func (m *Model) encode(name string, opts SaveOptions) (map[string][]byte, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.unloaded {
+		return nil, ErrUnloaded
+	}
+	if name == "" {
+		if len(m.names) == 0 {
+			return nil, fmt.Errorf("%w: the model has no adapter to save", ErrUnknownAdapter)
+		}
+		name = m.names[0]
+	}
+	if err := m.lookup([]string{name}); err != nil {
+		return nil, err
+	}
+	a := m.adapters[name]
+	cfg := peftConfigFile{
+		InferenceMode: true,
+		InitWeights:   a.cfg.InitWeights == InitFromBase,
+		PeftType:      PeftType,
+		PeftVersion:   PEFTVersion,
+		TokenIndices:  append([]int{}, a.cfg.TokenIndices...),
+	}
+	if am, ok := hfClasses[reflect.TypeOf(m.base)]; ok {
+		cfg.AutoMapping = &am
+	}
+	if opts.BaseModelNameOrPath != "" {
+		cfg.BaseModelNameOrPath = &opts.BaseModelNameOrPath
+	}
+	if opts.Revision != "" {
+		cfg.Revision = &opts.Revision
+	}
+	switch {
+	case a.cfg.TargetRegex != "":
+		cfg.TargetModules = a.cfg.TargetRegex
+	case len(a.cfg.TargetModules) > 0:
+		cfg.TargetModules = append([]string(nil), a.cfg.TargetModules...)
+	default: // resolved to the input embedding: PEFT writes its name as a string
+		cfg.TargetModules = a.targets[0].group.Table.HFPath
+	}
+	cfgJSON, err := json.MarshalIndent(cfg, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+
+	ids, _ := json.Marshal(a.cfg.TokenIndices)
+	meta := map[string]string{
+		metaFormat:  "pt",
+		metaGopeft:  gopeftFormatValue,
+		metaAdapter: name,
+	}
+	if len(ids) <= maxInlineIndices {
+		meta[metaTokenIndices] = string(ids)
+	} else {
+		meta[metaTokenIndicesDigest] = indicesDigest(a.cfg.TokenIndices)
+	}
+	var tensors []safetensors.Tensor
+	for _, t := range a.targets {
+		tab := t.group.Table
+		dim := tab.Embedding.Dim
+		data, dtype, err := encodeRows(t.rows, dim)
+		if err != nil {
+			return nil, fmt.Errorf("trainabletokens: saving %s: %w", tab.HFPath, err)
+		}
+		modules := []string{tab.HFPath}
+		if opts.TiedDuplicates {
+			modules = append(modules, tiedModules(t)...)
+		}
+		for _, mod := range modules {
+			tensors = append(tensors, safetensors.Tensor{Name: tensorKey(mod), DType: dtype, Shape: []int{len(t.ids), dim}, Data: data})
+		}
+		meta[metaVocabPrefix+tab.HFPath] = strconv.Itoa(len(tab.Embedding.Weights))
+		meta[metaDimPrefix+tab.HFPath] = strconv.Itoa(dim)
+	}
+	st, err := safetensors.Encode(meta, tensors)
+	if err != nil {
+		return nil, err
+	}
+	return map[string][]byte{ConfigFile: cfgJSON, WeightsFile: st}, nil
+}
+
+// encodeRows lays k rows of width dim out as little-endian F32 or F64.
+func encodeRows(ps []*nn.Param, dim int) ([]byte, safetensors.DType, error) {
+	var out []byte
+	var dtype safetensors.DType
+	for _, p := range ps {
+		f32, f64, err := rows.Floats(p.Value().(mat.Matrix))
+		if err != nil {
+			return nil, "", err
+		}
+		switch {
+		case f32 != nil && dtype != safetensors.F64 && len(f32) == dim:
+			dtype = safetensors.F32
+			out = safetensors.AppendFloat32s(out, f32)
+		case f64 != nil && dtype != safetensors.F32 && len(f64) == dim:
+			dtype = safetensors.F64
+			out = safetensors.AppendFloat64s(out, f64)
+		default:
+			return nil, "", fmt.Errorf("rows of mixed dtype or width (want %d values)", dim)
+		}
+	}
+	return out, dtype, nil
+}
