@@ -21,6 +21,27 @@
 // every requested token) and changes nothing when it returns an error.
 // cybertron has no resize function of its own.
 //
+// # Reserved slots: new words without resizing
+//
+// BERT checkpoints reserve vocabulary entries ([unused0]…[unused993]) so
+// that words can be added without growing the table, and some tables have
+// rows past their vocabulary. With Options.Reserved, AddTokens puts the new
+// words into the first free slots (ReservedSlots lists them); with
+// Options.Slots, into the ids named (an id holding an ordinary word only
+// with Options.Force, BERT only; special and added tokens never):
+//
+//	res, err := newtokens.AddTokens(model, tok, []string{"zorblax"}, &newtokens.Options{Reserved: true})
+//	// res.IDs == []int{5} (was "[unused0]"); nothing resized
+//
+// The rows at those ids (and their tied output rows) get the Init values;
+// the output bias, BART's masks and every vocab_size stay as they are, and
+// the vocabulary holds the word at its id (vocab.txt's line is replaced,
+// vocab.json maps the word to it, added_tokens.json lists it). A Trainable
+// Tokens adapter on the ids then carries the whole change: it loads into
+// the unchanged base checkpoint, in gopeft or PEFT. When the slots run out,
+// the error (ErrNoSlots) says how many were asked for and how many are
+// free.
+//
 // # Initial rows
 //
 // Options.Init picks how the new rows start:

@@ -112,7 +112,8 @@ type stats struct {
 // tableStats computes the mean and spread of the rows that do not look
 // untrained (package untrained's rule: zero rows, and rows whose norm is a
 // far, small outlier).
-func tableStats(r rowSet, dim int) (stats, error) {
+// Rows in exclude (the reserved slots being filled) are left out too.
+func tableStats(r rowSet, dim int, exclude map[int]bool) (stats, error) {
 	det, err := untrained.DetectRows(r.count(), r.row, nil)
 	if err != nil {
 		return stats{}, err
@@ -122,7 +123,7 @@ func tableStats(r rowSet, dim int) (stats, error) {
 	var total, totalSq float64
 	s := stats{untrained: det.Set(), ids: det.IDs()}
 	for i := 0; i < r.count(); i++ {
-		if s.untrained[i] {
+		if s.untrained[i] || exclude[i] {
 			continue
 		}
 		v := r.row(i)

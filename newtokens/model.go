@@ -51,6 +51,18 @@ type Options struct {
 	Init Init
 	// Seed seeds InitRandom.
 	Seed uint64
+	// Slots places the tokens into existing ids instead of growing the
+	// table: tokens[i] takes id Slots[i]. Each id must be a reserved slot
+	// (Tokenizer.ReservedSlots: an [unusedN]-style term, or a row with no
+	// term) unless Force is set. See "Reserved slots" in AddTokens.
+	Slots []int
+	// Reserved places the tokens into the first free reserved slots
+	// (Tokenizer.ReservedSlots, lowest ids first). Not with Slots.
+	Reserved bool
+	// Force lets Slots name ids that hold an ordinary word (BERT only); the
+	// word leaves the vocabulary. Special tokens and added tokens are never
+	// replaced.
+	Force bool
 }
 
 // TokenInit says how one new token's rows were initialised.
@@ -64,8 +76,11 @@ type TokenInit struct {
 	Subtokens       []int
 	SubtokenStrings []string
 	// SkippedUntrained are subtoken ids left out because their rows look
-	// untrained (package untrained).
+	// untrained (package untrained), or are slots being filled.
 	SkippedUntrained []int
+	// Replaced is the term that held the token's slot ("" when the slot had
+	// no term, or the table grew).
+	Replaced string
 }
 
 // Result describes what AddTokens did.
@@ -78,8 +93,11 @@ type Result struct {
 	Tokens []string
 	IDs    []int
 	// OldVocabSize and NewVocabSize are the embedding table's row counts
-	// before and after.
+	// before and after (equal when the tokens went into reserved slots).
 	OldVocabSize, NewVocabSize int
+	// InSlots reports that the tokens took reserved slots (Options.Slots or
+	// Options.Reserved): IDs are those slots and nothing was resized.
+	InSlots bool
 	// Init is the requested strategy; PerToken has what each token got.
 	Init     Init
 	PerToken []TokenInit
@@ -326,6 +344,15 @@ func checkTokenText(s string) error {
 // (it would capture that token's text). Errors about the model wrap
 // ErrUnsupportedModel.
 //
+// Reserved slots: with Options.Reserved or Options.Slots the tokens take
+// existing ids instead (see the package doc): their rows (and tied output
+// rows) are overwritten with the Init values, the slots' own rows left out
+// of the statistics; the vocabulary term at each id becomes the token;
+// nothing is resized and no bias or mask changes. Slot errors wrap
+// ErrInvalidTokens (a named id out of range, listed twice, holding a
+// special or added token, or an ordinary word without Options.Force) or
+// ErrNoSlots (fewer free slots than tokens).
+//
 // Call AddTokens before attaching an adapter (e.g. trainabletokens.New) and
 // not while the model runs a forward pass. Save the vocabulary files with
 // WriteVocabFiles and the model with nn.DumpToFile.
@@ -363,9 +390,18 @@ func AddTokens(model nn.Model, tok *Tokenizer, tokens []string, opts *Options) (
 	if err := checkRequest(tok, tokens); err != nil {
 		return nil, err
 	}
-	p, err := t.plan(tok, tokens, o)
+	slots, err := t.chooseSlots(tok, tokens, o)
 	if err != nil {
 		return nil, err
+	}
+	p, err := t.plan(tok, tokens, o, slots)
+	if err != nil {
+		return nil, err
+	}
+	if slots != nil {
+		t.applySlots(tok, p)
+		p.res.Tokenizer = tok
+		return p.res, nil
 	}
 	t.apply(tok, p)
 	p.res.Tokenizer = tok
@@ -442,7 +478,7 @@ type plan struct {
 	wrap    bool
 }
 
-func (t *target) plan(tok *Tokenizer, tokens []string, o Options) (*plan, error) {
+func (t *target) plan(tok *Tokenizer, tokens []string, o Options, slots []slot) (*plan, error) {
 	e := t.table
 	v, dim := len(e.Weights), e.Dim
 	res := &Result{
@@ -459,14 +495,22 @@ func (t *target) plan(tok *Tokenizer, tokens []string, o Options) (*plan, error)
 		out = matRows{t.out.W.Value().(mat.Matrix), dim}
 		res.OutputTied = tiedCopy(in, out)
 	}
-	inStats, err := tableStats(in, dim)
+	exclude := map[int]bool{}
+	for _, sl := range slots {
+		exclude[sl.ID] = true
+	}
+	if slots != nil {
+		res.NewVocabSize = v
+		res.InSlots = true
+	}
+	inStats, err := tableStats(in, dim, exclude)
 	if err != nil {
 		return nil, fmt.Errorf("%w: the embedding table of %s: %w", ErrUnsupportedModel, t.typeName, err)
 	}
 	res.Untrained = inStats.ids
 	var outStats stats
 	if out != nil && !res.OutputTied {
-		if outStats, err = tableStats(out, dim); err != nil {
+		if outStats, err = tableStats(out, dim, exclude); err != nil {
 			return nil, fmt.Errorf("%w: %s.%s: %w", ErrUnsupportedModel, t.typeName, t.outName, err)
 		}
 		res.OutputUntrained = outStats.ids
@@ -474,7 +518,14 @@ func (t *target) plan(tok *Tokenizer, tokens []string, o Options) (*plan, error)
 	rng := newRNG(o.Seed)
 	p := &plan{res: res}
 	for i, s := range tokens {
-		ti := TokenInit{AddedToken: AddedToken{Content: s, ID: v + i}, Init: o.Init}
+		id := v + i
+		if slots != nil {
+			id = slots[i].ID
+		}
+		ti := TokenInit{AddedToken: AddedToken{Content: s, ID: id}, Init: o.Init}
+		if slots != nil {
+			ti.Replaced = slots[i].Term
+		}
 		var inRow, outRow []float64
 		switch o.Init {
 		case InitMean:
@@ -497,7 +548,7 @@ func (t *target) plan(tok *Tokenizer, tokens []string, o Options) (*plan, error)
 				if id < 0 || id >= v {
 					return nil, fmt.Errorf("%w: %q tokenizes to id %d, outside the embedding table (%d rows)", ErrUnsupportedModel, s, id, v)
 				}
-				if inStats.untrained[id] {
+				if inStats.untrained[id] || exclude[id] {
 					ti.SkippedUntrained = append(ti.SkippedUntrained, id)
 					continue
 				}
@@ -519,7 +570,7 @@ func (t *target) plan(tok *Tokenizer, tokens []string, o Options) (*plan, error)
 		}
 		p.inRows = append(p.inRows, inRow)
 		p.outRows = append(p.outRows, outRow)
-		res.IDs = append(res.IDs, v+i)
+		res.IDs = append(res.IDs, id)
 		res.PerToken = append(res.PerToken, ti)
 	}
 	if t.out != nil {
