@@ -66,7 +66,18 @@ func (e Eval) String() string {
 // inference runs inside tm.Do, so adapters cannot change meanwhile; the
 // tied decoder holds the active rows (trainabletokens keeps it in step).
 func EvaluateMLM(m *bert.ModelForMaskedLM, tm *trainabletokens.Model, examples []finetune.MaskedExample) (Eval, error) {
+	e, _, err := evaluateMLM(m, tm, examples, nil)
+	return e, err
+}
+
+// evaluateMLM is EvaluateMLM that also returns the share of positions whose
+// top prediction is one of the ids in taken while their target is not.
+func evaluateMLM(m *bert.ModelForMaskedLM, tm *trainabletokens.Model, examples []finetune.MaskedExample, taken map[int]bool) (Eval, float64, error) {
 	var e Eval
+	var takeovers int
+	if m == nil {
+		return e, 0, fmt.Errorf("recipes: model is nil")
+	}
 	run := func() error {
 		for i, ex := range examples {
 			if err := checkTokens(m, ex.Tokens); err != nil {
@@ -83,8 +94,11 @@ func EvaluateMLM(m *bert.ModelForMaskedLM, tm *trainabletokens.Model, examples [
 					return fmt.Errorf("recipes: example %d: target %d out of range [0, %d)", i, target, len(logits))
 				}
 				e.Loss += logSumExp(logits) - logits[target]
-				if argmax(logits) == target {
+				top := argmax(logits)
+				if top == target {
 					e.Accuracy++
+				} else if taken[top] && !taken[target] {
+					takeovers++
 				}
 				e.Positions++
 			}
@@ -98,13 +112,14 @@ func EvaluateMLM(m *bert.ModelForMaskedLM, tm *trainabletokens.Model, examples [
 		err = run()
 	}
 	if err != nil {
-		return Eval{}, err
+		return Eval{}, 0, err
 	}
-	if e.Positions > 0 {
-		e.Loss /= float64(e.Positions)
-		e.Accuracy /= float64(e.Positions)
+	if e.Positions == 0 {
+		return e, 0, nil
 	}
-	return e, nil
+	e.Loss /= float64(e.Positions)
+	e.Accuracy /= float64(e.Positions)
+	return e, float64(takeovers) / float64(e.Positions), nil
 }
 
 // Prediction is one candidate token for a masked position.

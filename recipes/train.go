@@ -2,6 +2,7 @@ package recipes
 
 import (
 	"fmt"
+	"math"
 
 	"github.com/nlpodyssey/cybertron/pkg/models/bart"
 	"github.com/nlpodyssey/cybertron/pkg/models/bert"
@@ -22,17 +23,55 @@ type TrainOptions struct {
 	MaxGradNorm float64 // clip the rows' global gradient norm [no clipping]
 	Seed        uint64  // batch shuffling
 	Quiet       bool    // no progress bar
+	// DecayToInit, in [0, 1), pulls the trained rows back toward their
+	// values at the start of training after every step: x ← x +
+	// DecayToInit·(x₀ − x). It bounds how far a row can move (about
+	// LR/DecayToInit per element with Adam), which keeps new words from
+	// taking over the predictions of old ones [0: off].
+	DecayToInit float64
 	// OnStep is called after each step, once the tied copies are in step.
 	OnStep func(finetune.StepInfo) error
 }
 
-func (o TrainOptions) config(tm *trainabletokens.Model) finetune.Config {
+func (o TrainOptions) check() error {
+	if math.IsNaN(o.DecayToInit) || o.DecayToInit < 0 || o.DecayToInit >= 1 {
+		return fmt.Errorf("recipes: DecayToInit must be in [0, 1), got %v", o.DecayToInit)
+	}
+	if o.Epochs < 0 {
+		return fmt.Errorf("recipes: Epochs must be >= 0 (0 means 1), got %d", o.Epochs)
+	}
+	if o.BatchSize < 0 {
+		return fmt.Errorf("recipes: BatchSize must be >= 0 (0 means 8), got %d", o.BatchSize)
+	}
+	if math.IsNaN(o.LR) || math.IsInf(o.LR, 0) || o.LR < 0 {
+		return fmt.Errorf("recipes: LR must be a positive finite number (0 means 1e-2), got %v", o.LR)
+	}
+	return nil
+}
+
+// batchSize is BatchSize with its default.
+func (o TrainOptions) batchSize() int {
+	if o.BatchSize == 0 {
+		return 8
+	}
+	return o.BatchSize
+}
+
+func (o TrainOptions) config(tm *trainabletokens.Model) (finetune.Config, error) {
+	if err := o.check(); err != nil {
+		return finetune.Config{}, err
+	}
 	lr := o.LR
 	if lr == 0 {
 		lr = 1e-2
 	}
+	params := tm.TrainableParams()
+	var init [][]float64
+	if o.DecayToInit > 0 {
+		init = snapshot(params)
+	}
 	return finetune.Config{
-		TokenParams: tm.TrainableParams(),
+		TokenParams: params,
 		TokenLR:     lr,
 		LR:          lr,
 		Optimizer:   o.Optimizer,
@@ -42,6 +81,11 @@ func (o TrainOptions) config(tm *trainabletokens.Model) finetune.Config {
 		Seed:        o.Seed,
 		Quiet:       o.Quiet,
 		OnStep: func(s finetune.StepInfo) error {
+			if init != nil {
+				if err := decayToward(params, init, o.DecayToInit); err != nil {
+					return err
+				}
+			}
 			// The rows changed in place: bring the tied copies along.
 			if err := tm.Sync(); err != nil {
 				return err
@@ -51,7 +95,7 @@ func (o TrainOptions) config(tm *trainabletokens.Model) finetune.Config {
 			}
 			return nil
 		},
-	}
+	}, nil
 }
 
 // TrainMLM trains the active adapter rows of tm on masked-LM examples; the
@@ -70,7 +114,11 @@ func TrainMLM(m *bert.ModelForMaskedLM, tm *trainabletokens.Model, examples []fi
 	if err != nil {
 		return nil, err
 	}
-	tr, err := finetune.NewTrainer(opts.config(tm))
+	cfg, err := opts.config(tm)
+	if err != nil {
+		return nil, err
+	}
+	tr, err := finetune.NewTrainer(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -88,7 +136,11 @@ func TrainSeq2Seq(m *bart.ModelForConditionalGeneration, tm *trainabletokens.Mod
 	if err != nil {
 		return nil, err
 	}
-	tr, err := finetune.NewTrainer(opts.config(tm))
+	cfg, err := opts.config(tm)
+	if err != nil {
+		return nil, err
+	}
+	tr, err := finetune.NewTrainer(cfg)
 	if err != nil {
 		return nil, err
 	}

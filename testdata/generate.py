@@ -882,6 +882,27 @@ def bert_example(rng, sent, vocab, nouns_ids, first_word):
     return inp, labels
 
 
+
+def ordinary_corpora(corpus_train):
+    """Ordinary sentences (no new word) for the old-vocabulary guard.
+
+    The held-out set is exactly the one pretrain_bert checks itself on (the
+    same seeds and the same exclusion of its training text; keep the two in
+    step), so the model never saw these sentences. The mixing set is fresh
+    text of the same kind for mixing into the new-word batches; it excludes
+    the held-out sentences."""
+    rng = random.Random(4242)
+    sents, _ = pretrain_text(9001, 700)
+    sents += [replace_new_words(s, noun_for(rng)) for s in corpus_train]
+    seen = set(dedupe(sents))
+    held, _ = pretrain_text(31337, 40)
+    held = [s for s in dedupe(held) if s not in seen]
+    mix, _ = pretrain_text(2718, 40)
+    held_set = set(held)
+    mix = [s for s in dedupe(mix) if s not in held_set]
+    return mix, held
+
+
 def pretrain_bert(sd, cfg, vocab_list, corpus_train):
     vocab = {t: i for i, t in enumerate(vocab_list)}
     rng = random.Random(4242)
@@ -1106,6 +1127,9 @@ def main():
     write_text(os.path.join(corpus_dir, "mlm_eval.txt"), "".join(s + "\n" for s in evl))
     write_text(os.path.join(corpus_dir, "seq2seq_train.tsv"), "".join("%s\t%s\n" % p for p in s2s_train))
     write_text(os.path.join(corpus_dir, "seq2seq_eval.tsv"), "".join("%s\t%s\n" % p for p in s2s_eval))
+    mix, held = ordinary_corpora(train)
+    write_text(os.path.join(corpus_dir, "mlm_ordinary_train.txt"), "".join(s + "\n" for s in mix))
+    write_text(os.path.join(corpus_dir, "mlm_ordinary_eval.txt"), "".join(s + "\n" for s in held))
 
     bert_vocab_list = write_bert(os.path.join(HERE, "bert-tiny"), train)
     all_lines = train + evl + ["%s\t%s" % p for p in s2s_train + s2s_eval]

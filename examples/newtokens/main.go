@@ -6,7 +6,10 @@
 //
 // Steps: add the words (newtokens), inject an adapter on their rows
 // (trainabletokens), evaluate, train with the tied MLM decoder following the
-// rows (finetune through recipes), evaluate again, save the adapter in PEFT's
+// rows (finetune through recipes) with the old vocabulary guarded (decay
+// toward the initial rows, ordinary sentences mixed into every step, and
+// masked-word accuracy on held-out ordinary sentences kept within 2 points;
+// -no-guard trains as PEFT does), evaluate again, save the adapter in PEFT's
 // layout, reload it into a fresh copy of the base and check the predictions
 // are identical, merge it into a plain cybertron model and save that, and
 // write the loss curve as a PNG. Outputs go under -out (default ./out).
@@ -42,54 +45,107 @@ type options struct {
 	lr                                                     float64
 	seed                                                   uint64
 	quiet                                                  bool
+
+	// The old-vocabulary guard (recipes.Guard).
+	ordinaryFile, mixFile string
+	decay, maxDrop        float64
+	mix                   int
+	noGuard               bool
+}
+
+// defaultOptions are the flags' defaults (the README's main job).
+func defaultOptions() options {
+	return options{
+		outDir: "out", epochs: 8, batch: 8, lr: 0.05, seed: 1,
+		decay: recipes.DefaultDecayToInit, mix: recipes.DefaultMixPerBatch, maxDrop: recipes.DefaultMaxOrdinaryDrop,
+	}
 }
 
 func main() {
-	var o options
+	o := defaultOptions()
 	flag.StringVar(&o.modelDir, "model", "", "cybertron or Hugging Face BERT masked-LM directory (default: the embedded tiny BERT)")
 	flag.StringVar(&o.trainFile, "train", "", "training corpus, one sentence per line (default: the embedded mlm_train.txt)")
 	flag.StringVar(&o.evalFile, "eval", "", "held-out corpus, one sentence per line (default: the embedded mlm_eval.txt)")
 	flag.StringVar(&o.tokens, "tokens", "", "comma-separated words to add (default: the embedded new_tokens.txt)")
 	flag.StringVar(&o.prompts, "prompts", "", "'|'-separated sentences with one [MASK] to show top predictions for (default: built from the new words)")
-	flag.StringVar(&o.outDir, "out", "out", "output folder")
-	flag.IntVar(&o.epochs, "epochs", 8, "passes over the training corpus")
-	flag.IntVar(&o.batch, "batch", 8, "sentences per step")
-	flag.Float64Var(&o.lr, "lr", 0.05, "Adam learning rate of the token rows")
-	flag.Uint64Var(&o.seed, "seed", 1, "batch shuffling seed")
+	flag.StringVar(&o.outDir, "out", o.outDir, "output folder")
+	flag.IntVar(&o.epochs, "epochs", o.epochs, "passes over the training corpus (at least 1)")
+	flag.IntVar(&o.batch, "batch", o.batch, "sentences with new words per step")
+	flag.Float64Var(&o.lr, "lr", o.lr, "Adam learning rate of the token rows")
+	flag.Uint64Var(&o.seed, "seed", o.seed, "batch shuffling seed")
 	flag.BoolVar(&o.quiet, "quiet", false, "no progress bar")
+	flag.StringVar(&o.ordinaryFile, "ordinary", "", "held-out ordinary sentences (no new word), one per line, each word masked alone to measure the old vocabulary (default: the embedded mlm_ordinary_eval.txt)")
+	flag.StringVar(&o.mixFile, "mix-file", "", "ordinary sentences to mix into training, with the training corpus's own lines without new words (default: the embedded mlm_ordinary_train.txt)")
+	flag.Float64Var(&o.decay, "decay", o.decay, "guard: pull the trained rows this fraction of the way back to their initial values after every step, in [0, 1)")
+	flag.IntVar(&o.mix, "mix", o.mix, "guard: ordinary examples (one masked word each) mixed into every step")
+	flag.Float64Var(&o.maxDrop, "max-drop", o.maxDrop, "guard: largest fall of ordinary-sentence accuracy (0.02 = 2 points) kept; beyond it the rows of the last evaluation within it are restored (0: off)")
+	flag.BoolVar(&o.noGuard, "no-guard", false, "train as PEFT does: no decay, no mixing, no bound (the ordinary sentences are still measured)")
 	flag.Parse()
-	if err := run(o); err != nil {
+	if _, err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "newtokens:", err)
 		os.Exit(1)
 	}
 }
 
-func run(o options) error {
+// result is what the main job measured (its test checks these).
+type result struct {
+	report recipes.TrainReport
+	outDir string
+}
+
+func (o options) check() error {
+	switch {
+	case o.epochs < 1:
+		return fmt.Errorf("-epochs must be at least 1, got %d", o.epochs)
+	case o.batch < 1:
+		return fmt.Errorf("-batch must be at least 1, got %d", o.batch)
+	case !(o.lr > 0) || math.IsInf(o.lr, 0):
+		return fmt.Errorf("-lr must be a positive finite number, got %v", o.lr)
+	case !(o.decay >= 0 && o.decay < 1):
+		return fmt.Errorf("-decay must be in [0, 1), got %v", o.decay)
+	case o.mix < 0:
+		return fmt.Errorf("-mix must be >= 0, got %d", o.mix)
+	case !(o.maxDrop >= 0 && o.maxDrop <= 1):
+		return fmt.Errorf("-max-drop must be in [0, 1], got %v", o.maxDrop)
+	case o.outDir == "":
+		return errors.New("-out must name a folder")
+	}
+	return nil
+}
+
+func run(o options) (result, error) {
+	res := result{outDir: o.outDir}
+	if err := o.check(); err != nil {
+		return res, err
+	}
+	if o.noGuard {
+		o.decay, o.mix, o.maxDrop = 0, 0, 0
+	}
 	start := time.Now()
 	if err := os.MkdirAll(o.outDir, 0o755); err != nil {
-		return err
+		return res, err
 	}
 	baseDir, err := baseModelDir(o)
 	if err != nil {
-		return err
+		return res, err
 	}
-	words, train, eval, err := inputs(o)
+	in, err := inputs(o)
 	if err != nil {
-		return err
+		return res, err
 	}
 
 	// 1. Load the model and its tokenizer, add the words.
 	m, err := models.LoadBERT(baseDir)
 	if err != nil {
-		return err
+		return res, err
 	}
 	tok, err := newtokens.LoadTokenizer(baseDir)
 	if err != nil {
-		return err
+		return res, err
 	}
-	added, err := newtokens.AddTokens(m, tok, words, nil)
+	added, err := newtokens.AddTokens(m, tok, in.words, nil)
 	if err != nil {
-		return err
+		return res, err
 	}
 	fmt.Printf("model %s: vocabulary %d → %d, new ids %v (rows initialised to the mean row)\n",
 		baseDir, added.OldVocabSize, added.NewVocabSize, added.IDs)
@@ -97,65 +153,93 @@ func run(o options) error {
 	// applies to: save it so a fresh copy can be loaded later.
 	grownDir := filepath.Join(o.outDir, "base-with-tokens")
 	if err := saveModelDir(m, tok, baseDir, grownDir); err != nil {
-		return err
+		return res, err
 	}
 
-	// 2. Masked-LM examples: every occurrence of a new word is masked.
-	trainEx, err := recipes.MaskOccurrences(tok, train, added.IDs)
+	// 2. Masked-LM examples: every occurrence of a new word is masked. The
+	// guard's ordinary sentences have each word masked alone.
+	trainEx, err := recipes.MaskOccurrences(tok, in.train, added.IDs)
 	if err != nil {
-		return err
+		return res, err
 	}
-	evalEx, err := recipes.MaskOccurrences(tok, eval, added.IDs)
+	evalEx, err := recipes.MaskOccurrences(tok, in.eval, added.IDs)
 	if err != nil {
-		return err
+		return res, err
 	}
 	if len(trainEx) == 0 {
-		return errors.New("no training sentence contains a new word")
+		return res, errors.New("no training sentence contains a new word")
 	}
-	fmt.Printf("corpus: %d training sentences with new words (of %d), %d held-out\n", len(trainEx), len(train), len(evalEx))
+	_, trainOrdinary, err := recipes.SplitLines(tok, in.train, added.IDs)
+	if err != nil {
+		return res, err
+	}
+	ordinaryEx, err := recipes.MaskEachWord(tok, in.ordinary, added.IDs)
+	if err != nil {
+		return res, err
+	}
+	var mixEx []finetune.MaskedExample
+	if o.mix > 0 {
+		if mixEx, err = recipes.MaskEachWord(tok, append(append([]string(nil), in.mix...), trainOrdinary...), added.IDs); err != nil {
+			return res, err
+		}
+		if len(mixEx) == 0 {
+			return res, errors.New("-mix is set but there is no ordinary sentence to mix in (-mix-file and the training corpus's lines without new words)")
+		}
+	}
+	if o.maxDrop > 0 && len(ordinaryEx) == 0 {
+		return res, errors.New("-max-drop is set but -ordinary has no sentence without a new word")
+	}
+	fmt.Printf("corpus: %d training sentences with new words (of %d), %d held-out; %d held-out ordinary sentences (%d masked words); %d ordinary examples to mix in\n",
+		len(trainEx), len(in.train), len(evalEx), len(in.ordinary), len(ordinaryEx), len(mixEx))
 
 	// 3. The adapter: only the new rows train; the decoder follows them.
 	tm, err := trainabletokens.New(m, trainabletokens.Config{TokenIndices: added.IDs}, "")
 	if err != nil {
-		return err
+		return res, err
 	}
 	rep, err := tm.Report()
 	if err != nil {
-		return err
+		return res, err
 	}
 	fmt.Print(rep)
 
-	prompts := promptList(o, words)
-	before, err := recipes.EvaluateMLM(m, tm, evalEx)
-	if err != nil {
-		return err
-	}
+	prompts := promptList(o, in.words)
 	beforeTop, err := topAll(m, tm, tok, prompts)
 	if err != nil {
-		return err
+		return res, err
 	}
 
-	// 4. Train.
+	// 4. Train, with the old vocabulary guarded.
+	if o.noGuard {
+		fmt.Println("guard: off (as PEFT trains)")
+	} else {
+		fmt.Printf("guard: decay toward the initial rows %.2f per step, %d ordinary examples in every step, ordinary accuracy kept within %.1f points\n",
+			o.decay, o.mix, 100*o.maxDrop)
+	}
 	trainStart := time.Now()
-	losses, err := recipes.TrainMLM(m, tm, trainEx, recipes.TrainOptions{
-		Epochs: o.epochs, BatchSize: o.batch, LR: o.lr, Seed: o.seed, Quiet: o.quiet,
-	})
-	if err != nil {
-		return err
+	guard := recipes.Guard{Ordinary: ordinaryEx, Held: evalEx, MaxOrdinaryDrop: o.maxDrop, Patience: o.epochs}
+	if o.mix > 0 {
+		guard.Mix, guard.MixPerBatch = mixEx, o.mix
 	}
+	tr, err := recipes.TrainMLMGuarded(m, tm, trainEx, recipes.TrainOptions{
+		Epochs: o.epochs, BatchSize: o.batch, LR: o.lr, Seed: o.seed, Quiet: o.quiet, DecayToInit: o.decay,
+	}, guard)
+	if err != nil {
+		return res, err
+	}
+	res.report = tr
+	losses := tr.Losses
 	trainTime := time.Since(trainStart)
-	after, err := recipes.EvaluateMLM(m, tm, evalEx)
-	if err != nil {
-		return err
-	}
+	after := tr.HeldAfter
 	afterTop, err := topAll(m, tm, tok, prompts)
 	if err != nil {
-		return err
+		return res, err
 	}
-	fmt.Printf("\ntrained %d steps in %.1fs (%.1f ms/step), training loss %.3f → %.3f\n",
-		len(losses), trainTime.Seconds(), 1000*trainTime.Seconds()/float64(len(losses)), losses[0], losses[len(losses)-1])
-	fmt.Printf("held-out masked new words: before %v\n", before)
-	fmt.Printf("                           after  %v\n", after)
+	fmt.Printf("\ntrained %d steps in %.1fs (%.1f ms/step, ordinary-sentence checks included)\n%v\n",
+		len(losses), trainTime.Seconds(), 1000*trainTime.Seconds()/float64(len(losses)), tr)
+	fmt.Printf("\nnew words, held-out accuracy:        %5.1f%% (before %.1f%%)\n", 100*tr.HeldAfter.Accuracy, 100*tr.HeldBefore.Accuracy)
+	fmt.Printf("ordinary sentences, held-out accuracy: %5.1f%% (base model %.1f%%, %+.1f points)\n",
+		100*tr.OrdinaryAfter.Accuracy, 100*tr.OrdinaryBefore.Accuracy, 100*(tr.OrdinaryAfter.Accuracy-tr.OrdinaryBefore.Accuracy))
 	for i, p := range prompts {
 		fmt.Printf("\n%q\n  before: %s\n  after:  %s\n", p, beforeTop[i], afterTop[i])
 	}
@@ -163,59 +247,59 @@ func run(o options) error {
 	// 5. Save the adapter (PEFT layout), reload it into a fresh base.
 	adapterDir := filepath.Join(o.outDir, "adapter")
 	if err := tm.Save(adapterDir, "", trainabletokens.SaveOptions{BaseModelNameOrPath: baseDir}); err != nil {
-		return err
+		return res, err
 	}
 	fresh, err := models.LoadBERT(grownDir)
 	if err != nil {
-		return err
+		return res, err
 	}
 	reloaded, err := trainabletokens.Load(fresh, adapterDir, "")
 	if err != nil {
-		return err
+		return res, err
 	}
 	same, err := samePredictions(m, tm, fresh, reloaded, evalEx)
 	if err != nil {
-		return err
+		return res, err
 	}
 	fmt.Printf("\nadapter reloaded into a fresh copy of the base: predictions identical bit for bit: %v\n", same)
 	if !same {
-		return errors.New("reloaded adapter predicts differently")
+		return res, errors.New("reloaded adapter predicts differently")
 	}
 
 	// 6. Merge into a plain cybertron model and save it.
 	plain, err := tm.MergeAndUnload(true)
 	if err != nil {
-		return err
+		return res, err
 	}
 	mergedDir := filepath.Join(o.outDir, "merged")
 	if err := saveModelDir(plain, tok, baseDir, mergedDir); err != nil {
-		return err
+		return res, err
 	}
 	merged, err := models.LoadBERT(mergedDir)
 	if err != nil {
-		return err
+		return res, err
 	}
 	mergedEval, err := recipes.EvaluateMLM(merged, nil, evalEx)
 	if err != nil {
-		return err
+		return res, err
 	}
 	fmt.Printf("merged model reloaded from disk: %v\n", mergedEval)
 	if math.Abs(mergedEval.Loss-after.Loss) > 1e-6 {
-		return fmt.Errorf("merged model loss %.6f differs from the adapter's %.6f", mergedEval.Loss, after.Loss)
+		return res, fmt.Errorf("merged model loss %.6f differs from the adapter's %.6f", mergedEval.Loss, after.Loss)
 	}
 
 	// 7. The loss curve.
 	png, err := notebookutil.LossCurvePNG(losses, 640, 360)
 	if err != nil {
-		return err
+		return res, err
 	}
 	pngPath := filepath.Join(o.outDir, "loss.png")
 	if err := writeAtomic(pngPath, png); err != nil {
-		return err
+		return res, err
 	}
 	fmt.Printf("\noutputs:\n  adapter      %s\n  merged model %s\n  loss curve   %s\n  grown base   %s\ntotal %.1fs\n",
 		adapterDir, mergedDir, pngPath, grownDir, time.Since(start).Seconds())
-	return nil
+	return res, nil
 }
 
 // baseModelDir returns the model directory to start from: the user's, or
@@ -227,7 +311,11 @@ func baseModelDir(o options) (string, error) {
 	return models.Tiny("bert-tiny", filepath.Join(o.outDir, "tiny"))
 }
 
-func inputs(o options) (words, train, eval []string, err error) {
+type corpora struct {
+	words, train, eval, ordinary, mix []string
+}
+
+func inputs(o options) (c corpora, err error) {
 	read := func(file, embedded string) ([]string, error) {
 		if file == "" {
 			return gopeft.CorpusLines(embedded)
@@ -246,15 +334,21 @@ func inputs(o options) (words, train, eval []string, err error) {
 	}
 	if o.tokens != "" {
 		for _, w := range strings.Split(o.tokens, ",") {
-			words = append(words, strings.TrimSpace(w))
+			c.words = append(c.words, strings.TrimSpace(w))
 		}
-	} else if words, err = gopeft.CorpusLines("new_tokens.txt"); err != nil {
+	} else if c.words, err = gopeft.CorpusLines("new_tokens.txt"); err != nil {
 		return
 	}
-	if train, err = read(o.trainFile, "mlm_train.txt"); err != nil {
+	if c.train, err = read(o.trainFile, "mlm_train.txt"); err != nil {
 		return
 	}
-	eval, err = read(o.evalFile, "mlm_eval.txt")
+	if c.eval, err = read(o.evalFile, "mlm_eval.txt"); err != nil {
+		return
+	}
+	if c.ordinary, err = read(o.ordinaryFile, "mlm_ordinary_eval.txt"); err != nil {
+		return
+	}
+	c.mix, err = read(o.mixFile, "mlm_ordinary_train.txt")
 	return
 }
 
