@@ -12,7 +12,7 @@ import (
 // EncodeBART is the training-safe equivalent of m.Encoder.Encode(ids): the
 // encoder's hidden states, one dim×1 column per token.
 func EncodeBART(m *bart.Model, ids []int) ([]mat.Tensor, error) {
-	enc, err := bartEncoderOf(m)
+	enc, err := bartEncoderOf(training, m)
 	if err != nil {
 		return nil, err
 	}
@@ -27,7 +27,7 @@ func EncodeBART(m *bart.Model, ids []int) ([]mat.Tensor, error) {
 // the decoder input ids (teacher forcing; causal self-attention, positions
 // from 0), attending to the encoder states.
 func DecodeBART(m *bart.Model, encoded []mat.Tensor, ids []int) ([]mat.Tensor, error) {
-	dec, err := bartDecoderOf(m)
+	dec, err := bartDecoderOf(training, m)
 	if err != nil {
 		return nil, err
 	}
@@ -46,7 +46,7 @@ func DecodeBART(m *bart.Model, encoded []mat.Tensor, ids []int) ([]mat.Tensor, e
 // of the decoder at every position of decoderInput, given the source ids.
 // A nil logits uses the model's own Projection.
 func ConditionalGenerationLogits(m *bart.ModelForConditionalGeneration, source, decoderInput []int, logits LogitsFunc) (mat.Tensor, error) {
-	s, err := seq2SeqOf(m)
+	s, err := seq2SeqOf(training, m)
 	if err != nil {
 		return nil, err
 	}
@@ -167,26 +167,26 @@ type seq2Seq struct {
 	dec bartDecoder
 }
 
-func seq2SeqOf(m *bart.ModelForConditionalGeneration) (seq2Seq, error) {
+func seq2SeqOf(rd reading, m *bart.ModelForConditionalGeneration) (seq2Seq, error) {
 	if m == nil || m.Projection == nil {
 		return seq2Seq{}, unsupportedf("BART conditional-generation model or its Projection is nil")
 	}
-	enc, err := bartEncoderOf(m.Bart)
+	enc, err := bartEncoderOf(rd, m.Bart)
 	if err != nil {
 		return seq2Seq{}, err
 	}
-	dec, err := bartDecoderOf(m.Bart)
+	dec, err := bartDecoderOf(rd, m.Bart)
 	if err != nil {
 		return seq2Seq{}, err
 	}
 	return seq2Seq{enc: enc, dec: dec}, nil
 }
 
-func bartEncoderOf(m *bart.Model) (bartEncoder, error) {
+func bartEncoderOf(rd reading, m *bart.Model) (bartEncoder, error) {
 	if m == nil || m.Encoder == nil {
 		return bartEncoder{}, unsupportedf("BART model or its Encoder is nil")
 	}
-	emb, err := bartEmbedderOf(m, m.Encoder.Embeddings, "encoder")
+	emb, err := bartEmbedderOf(rd, m, m.Encoder.Embeddings, "encoder")
 	if err != nil {
 		return bartEncoder{}, err
 	}
@@ -211,11 +211,11 @@ func bartEncoderOf(m *bart.Model) (bartEncoder, error) {
 	return enc, nil
 }
 
-func bartDecoderOf(m *bart.Model) (bartDecoder, error) {
+func bartDecoderOf(rd reading, m *bart.Model) (bartDecoder, error) {
 	if m == nil || m.Decoder == nil {
 		return bartDecoder{}, unsupportedf("BART model or its Decoder is nil")
 	}
-	emb, err := bartEmbedderOf(m, m.Decoder.Embeddings, "decoder")
+	emb, err := bartEmbedderOf(rd, m, m.Decoder.Embeddings, "decoder")
 	if err != nil {
 		return bartDecoder{}, err
 	}
@@ -247,7 +247,7 @@ func bartDecoderOf(m *bart.Model) (bartDecoder, error) {
 // bartEmbedderOf checks one side's embeddings. The token table is the one
 // cybertron uses (SharedEmbeddings); a gob-decoded model has it nil until it
 // is re-wired, in which case the model's own Embeddings table is used.
-func bartEmbedderOf(m *bart.Model, e *bart.Embeddings, side string) (bartEmbedder, error) {
+func bartEmbedderOf(rd reading, m *bart.Model, e *bart.Embeddings, side string) (bartEmbedder, error) {
 	if e == nil || e.PositionalEncoder == nil || e.PositionalEncoder.Embeddings == nil {
 		return bartEmbedder{}, unsupportedf("BART %s embeddings or positional encoder is nil", side)
 	}
@@ -261,10 +261,10 @@ func bartEmbedderOf(m *bart.Model, e *bart.Embeddings, side string) (bartEmbedde
 	if table == nil {
 		table = m.Embeddings
 	}
-	if err := checkTable("BART "+side+" token embeddings", table); err != nil {
+	if err := checkTable(rd, "BART "+side+" token embeddings", table); err != nil {
 		return bartEmbedder{}, err
 	}
-	if err := checkTable("BART "+side+" positional embeddings", e.PositionalEncoder.Embeddings); err != nil {
+	if err := checkTable(rd, "BART "+side+" positional embeddings", e.PositionalEncoder.Embeddings); err != nil {
 		return bartEmbedder{}, err
 	}
 	return bartEmbedder{e: e, table: table}, nil

@@ -16,7 +16,7 @@ import (
 // ag.Backward completes. Tokens are vocabulary terms; the token type
 // switches after every "[SEP]", as in cybertron.
 func EncodeBERT(m *bert.Model, tokens []string) ([]mat.Tensor, error) {
-	if err := checkBERT(m); err != nil {
+	if err := checkBERT(training, m); err != nil {
 		return nil, err
 	}
 	in, err := bertTokens(m, tokens)
@@ -30,7 +30,7 @@ func EncodeBERT(m *bert.Model, tokens []string) ([]mat.Tensor, error) {
 // tokens at the given positions: cybertron's Predict for those positions,
 // training-safe. A nil logits uses the model's own output layer.
 func MaskedLMLogits(m *bert.ModelForMaskedLM, tokens []string, positions []int, logits LogitsFunc) (mat.Tensor, error) {
-	if err := checkMaskedLM(m); err != nil {
+	if err := checkMaskedLM(training, m); err != nil {
 		return nil, err
 	}
 	in, err := bertTokens(m.Bert, tokens)
@@ -63,7 +63,7 @@ func MaskedLMLogits(m *bert.ModelForMaskedLM, tokens []string, positions []int, 
 // SequenceClassificationLogits returns the classifier logits (labels×1) of
 // one sequence: cybertron's Classify, training-safe.
 func SequenceClassificationLogits(m *bert.ModelForSequenceClassification, tokens []string) (mat.Tensor, error) {
-	if err := checkSequenceClassification(m); err != nil {
+	if err := checkSequenceClassification(training, m); err != nil {
 		return nil, err
 	}
 	in, err := bertTokens(m.Bert, tokens)
@@ -116,7 +116,7 @@ func bertTokens(m *bert.Model, tokens []string) (bertInput, error) {
 
 // checkBERT checks the parts of m the forward pass uses, so that building
 // the graph cannot fail.
-func checkBERT(m *bert.Model) error {
+func checkBERT(rd reading, m *bert.Model) error {
 	if m == nil || m.Embeddings == nil || m.Encoder == nil {
 		return unsupportedf("BERT model, its Embeddings or its Encoder is nil")
 	}
@@ -132,7 +132,7 @@ func checkBERT(m *bert.Model) error {
 		table *embedding.Model
 	}{{"BERT Embeddings.Tokens", e.Tokens}, {"BERT Embeddings.Positions", e.Positions}, {"BERT Embeddings.TokenTypes", e.TokenTypes}}
 	for _, t := range tables {
-		if err := checkTable(t.name, t.table); err != nil {
+		if err := checkTable(rd, t.name, t.table); err != nil {
 			return err
 		}
 	}
@@ -147,11 +147,11 @@ func checkBERT(m *bert.Model) error {
 	return nil
 }
 
-func checkMaskedLM(m *bert.ModelForMaskedLM) error {
+func checkMaskedLM(rd reading, m *bert.ModelForMaskedLM) error {
 	if m == nil {
 		return unsupportedf("masked-LM model is nil")
 	}
-	if err := checkBERT(m.Bert); err != nil {
+	if err := checkBERT(rd, m.Bert); err != nil {
 		return err
 	}
 	if len(m.Layers) == 0 {
@@ -165,11 +165,11 @@ func checkMaskedLM(m *bert.ModelForMaskedLM) error {
 	return nil
 }
 
-func checkSequenceClassification(m *bert.ModelForSequenceClassification) error {
+func checkSequenceClassification(rd reading, m *bert.ModelForSequenceClassification) error {
 	if m == nil {
 		return unsupportedf("sequence-classification model is nil")
 	}
-	if err := checkBERT(m.Bert); err != nil {
+	if err := checkBERT(rd, m.Bert); err != nil {
 		return err
 	}
 	if m.Bert.Pooler == nil || m.Classifier == nil {

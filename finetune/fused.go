@@ -42,7 +42,7 @@ func SetFusedForward(enabled bool) bool {
 	return old
 }
 
-func newFAttention[T float](m *multiheadattention.Model) (*fAttention[T], bool) {
+func newFAttention[T float](rd reading, m *multiheadattention.Model) (*fAttention[T], bool) {
 	if m == nil || len(m.Heads) == 0 || m.OutputMerge == nil {
 		return nil, false
 	}
@@ -51,9 +51,9 @@ func newFAttention[T float](m *multiheadattention.Model) (*fAttention[T], bool) 
 		if h == nil {
 			return nil, false
 		}
-		q, ok1 := newFLinear[T](h.Query)
-		k, ok2 := newFLinear[T](h.Key)
-		v, ok3 := newFLinear[T](h.Value)
+		q, ok1 := newFLinear[T](rd, h.Query)
+		k, ok2 := newFLinear[T](rd, h.Key)
+		v, ok3 := newFLinear[T](rd, h.Value)
 		scale, ok4 := bufferScalar[T](h.ScaleFactor)
 		if !ok1 || !ok2 || !ok3 || !ok4 {
 			return nil, false
@@ -66,7 +66,7 @@ func newFAttention[T float](m *multiheadattention.Model) (*fAttention[T], bool) 
 		}
 		a.heads = append(a.heads, fHead[T]{q: q, k: k, v: v, scale: scale, causal: h.UseCausalMask})
 	}
-	out, ok := newFLinear[T](m.OutputMerge)
+	out, ok := newFLinear[T](rd, m.OutputMerge)
 	if !ok || out.in != a.dh*len(a.heads) || out.out != a.heads[0].q.in {
 		return nil, false
 	}
@@ -83,15 +83,15 @@ type fBlock[T float] struct {
 	pre   bool
 }
 
-func attBlock[T float](r residualAttention, cross bool) (fBlock[T], bool) {
-	a, ok1 := newFAttention[T](r.attention)
-	n, ok2 := newFNorm[T](r.norm)
+func attBlock[T float](rd reading, r residualAttention, cross bool) (fBlock[T], bool) {
+	a, ok1 := newFAttention[T](rd, r.attention)
+	n, ok2 := newFNorm[T](rd, r.norm)
 	return fBlock[T]{att: a, cross: cross, norm: n, pre: r.preNorm}, ok1 && ok2
 }
 
-func ffBlock[T float](r residualFeedForward) (fBlock[T], bool) {
-	s, ok1 := newFSteps[T](r.ffn)
-	n, ok2 := newFNorm[T](r.norm)
+func ffBlock[T float](rd reading, r residualFeedForward) (fBlock[T], bool) {
+	s, ok1 := newFSteps[T](rd, r.ffn)
+	n, ok2 := newFNorm[T](rd, r.norm)
 	return fBlock[T]{ffn: s, norm: n, pre: r.preNorm}, ok1 && ok2
 }
 
@@ -314,18 +314,18 @@ type fBERT[T float] struct {
 
 // fusedBERTOf returns the fused form of m, or false when it is not
 // eligible (a trainable weight, an unsupported module or dtype).
-func fusedBERTOf[T float](m *bert.Model, head []nn.StandardModel) (*fBERT[T], bool) {
+func fusedBERTOf[T float](rd reading, m *bert.Model, head []nn.StandardModel) (*fBERT[T], bool) {
 	e := m.Embeddings
 	if _, ok := e.Tokens.Weights[0].Value().(*mat.Dense[T]); !ok {
 		return nil, false
 	}
-	norm, ok := newFNorm[T](e.Norm)
+	norm, ok := newFNorm[T](rd, e.Norm)
 	if !ok {
 		return nil, false
 	}
 	f := &fBERT[T]{m: m, norm: norm, dim: len(norm.w)}
 	if e.Projector != nil {
-		p, ok := newFLinear[T](e.Projector)
+		p, ok := newFLinear[T](rd, e.Projector)
 		if !ok {
 			return nil, false
 		}
@@ -333,15 +333,15 @@ func fusedBERTOf[T float](m *bert.Model, head []nn.StandardModel) (*fBERT[T], bo
 		f.dim = p.out
 	}
 	for _, l := range m.Encoder.Layers {
-		a, ok1 := attBlock[T](residualAttention{attention: l.SelfAttention.Attention, norm: l.SelfAttention.Norm}, false)
-		b, ok2 := ffBlock[T](residualFeedForward{ffn: l.FF.MLP, norm: l.FF.Norm})
+		a, ok1 := attBlock[T](rd, residualAttention{attention: l.SelfAttention.Attention, norm: l.SelfAttention.Norm}, false)
+		b, ok2 := ffBlock[T](rd, residualFeedForward{ffn: l.FF.MLP, norm: l.FF.Norm})
 		if !ok1 || !ok2 {
 			return nil, false
 		}
 		f.blocks = append(f.blocks, a, b)
 	}
 	if head != nil {
-		t, ok := newFSteps[T](head)
+		t, ok := newFSteps[T](rd, head)
 		if !ok {
 			return nil, false
 		}
@@ -452,11 +452,11 @@ func fusedMaskedLM(m *bert.ModelForMaskedLM, inputs []bertInput, positions [][]i
 	head := m.Layers[:len(m.Layers)-1]
 	switch m.Bert.Embeddings.Tokens.Weights[0].Value().(type) {
 	case *mat.Dense[float32]:
-		if f, ok := fusedBERTOf[float32](m.Bert, head); ok {
+		if f, ok := fusedBERTOf[float32](training, m.Bert, head); ok {
 			return f.maskedLM(inputs, positions)
 		}
 	case *mat.Dense[float64]:
-		if f, ok := fusedBERTOf[float64](m.Bert, head); ok {
+		if f, ok := fusedBERTOf[float64](training, m.Bert, head); ok {
 			return f.maskedLM(inputs, positions)
 		}
 	}
@@ -471,7 +471,7 @@ type fEmbedder[T float] struct {
 	norm  *fNorm[T]
 }
 
-func newFEmbedder[T float](b bartEmbedder) (fEmbedder[T], bool) {
+func newFEmbedder[T float](rd reading, b bartEmbedder) (fEmbedder[T], bool) {
 	f := fEmbedder[T]{b: b, scale: 1}
 	if b.e.Config.ScaleEmbedding {
 		s, ok := bufferScalar[T](b.e.ScaleFactor)
@@ -481,7 +481,7 @@ func newFEmbedder[T float](b bartEmbedder) (fEmbedder[T], bool) {
 		f.scale = s
 	}
 	if b.e.Config.NormalizeEmbedding {
-		n, ok := newFNorm[T](b.e.Norm)
+		n, ok := newFNorm[T](rd, b.e.Norm)
 		if !ok {
 			return f, false
 		}
@@ -529,30 +529,30 @@ type fBART[T float] struct {
 	dim                int
 }
 
-func fusedBARTOf[T float](s seq2Seq) (*fBART[T], bool) {
+func fusedBARTOf[T float](rd reading, s seq2Seq) (*fBART[T], bool) {
 	if _, ok := s.enc.table.Weights[0].Value().(*mat.Dense[T]); !ok {
 		return nil, false
 	}
 	f := &fBART[T]{dim: s.enc.table.Dim}
 	var ok bool
-	if f.enc, ok = newFEmbedder[T](s.enc.bartEmbedder); !ok {
+	if f.enc, ok = newFEmbedder[T](rd, s.enc.bartEmbedder); !ok {
 		return nil, false
 	}
-	if f.dec, ok = newFEmbedder[T](s.dec.bartEmbedder); !ok {
+	if f.dec, ok = newFEmbedder[T](rd, s.dec.bartEmbedder); !ok {
 		return nil, false
 	}
 	for _, l := range s.enc.layers {
-		a, ok1 := attBlock[T](l.self, false)
-		b, ok2 := ffBlock[T](l.ff)
+		a, ok1 := attBlock[T](rd, l.self, false)
+		b, ok2 := ffBlock[T](rd, l.ff)
 		if !ok1 || !ok2 {
 			return nil, false
 		}
 		f.encBlocks = append(f.encBlocks, a, b)
 	}
 	for _, l := range s.dec.layers {
-		a, ok1 := attBlock[T](l.self, false)
-		c, ok2 := attBlock[T](l.cross, true)
-		b, ok3 := ffBlock[T](l.ff)
+		a, ok1 := attBlock[T](rd, l.self, false)
+		c, ok2 := attBlock[T](rd, l.cross, true)
+		b, ok3 := ffBlock[T](rd, l.ff)
 		if !ok1 || !ok2 || !ok3 {
 			return nil, false
 		}
@@ -562,7 +562,7 @@ func fusedBARTOf[T float](s seq2Seq) (*fBART[T], bool) {
 		if !cfgOn {
 			return nil, true
 		}
-		n, ok := newFNorm[T](ln)
+		n, ok := newFNorm[T](rd, ln)
 		return &n, ok
 	}
 	if f.encFinal, ok = final(s.enc.final.Config.FinalLayerNorm, s.enc.final.LayerNorm); !ok {
@@ -625,11 +625,11 @@ func fusedSeq2Seq(s seq2Seq, sources, decoderInputs [][]int) mat.Tensor {
 	}
 	switch s.enc.table.Weights[0].Value().(type) {
 	case *mat.Dense[float32]:
-		if f, ok := fusedBARTOf[float32](s); ok {
+		if f, ok := fusedBARTOf[float32](training, s); ok {
 			return f.seq2seq(sources, decoderInputs)
 		}
 	case *mat.Dense[float64]:
-		if f, ok := fusedBARTOf[float64](s); ok {
+		if f, ok := fusedBARTOf[float64](training, s); ok {
 			return f.seq2seq(sources, decoderInputs)
 		}
 	}

@@ -53,9 +53,20 @@ func parFor(n, minChunk int, body func(lo, hi int)) {
 	wg.Wait()
 }
 
-// frozenData returns the data of a frozen dense parameter of dtype T.
-func frozenData[T float](p *nn.Param) ([]T, bool) {
-	if p == nil || p.Matrix == nil || p.RequiresGrad() {
+// reading says what a fused model is built for. Training reads only
+// frozen weights (it computes no weight gradients, so a trainable weight
+// makes the model ineligible); inference reads any weight.
+type reading bool
+
+const (
+	training  reading = false
+	inference reading = true
+)
+
+// frozenData returns the data of a dense parameter of dtype T: frozen
+// for training, any for inference.
+func frozenData[T float](rd reading, p *nn.Param) ([]T, bool) {
+	if p == nil || p.Matrix == nil || (rd == training && p.RequiresGrad()) {
 		return nil, false
 	}
 	d, ok := p.Matrix.(*mat.Dense[T])
@@ -78,12 +89,12 @@ type fLinear[T float] struct {
 	out, in int
 }
 
-func newFLinear[T float](l *linear.Model) (fLinear[T], bool) {
+func newFLinear[T float](rd reading, l *linear.Model) (fLinear[T], bool) {
 	if l == nil || l.W == nil || l.B == nil {
 		return fLinear[T]{}, false
 	}
-	w, ok1 := frozenData[T](l.W)
-	b, ok2 := frozenData[T](l.B)
+	w, ok1 := frozenData[T](rd, l.W)
+	b, ok2 := frozenData[T](rd, l.B)
 	s := l.W.Shape()
 	if !ok1 || !ok2 || len(s) != 2 || len(b) != s[0] {
 		return fLinear[T]{}, false
@@ -120,12 +131,12 @@ type fNorm[T float] struct {
 	eps  T
 }
 
-func newFNorm[T float](ln *layernorm.Model) (fNorm[T], bool) {
+func newFNorm[T float](rd reading, ln *layernorm.Model) (fNorm[T], bool) {
 	if ln == nil {
 		return fNorm[T]{}, false
 	}
-	w, ok1 := frozenData[T](ln.W)
-	b, ok2 := frozenData[T](ln.B)
+	w, ok1 := frozenData[T](rd, ln.W)
+	b, ok2 := frozenData[T](rd, ln.B)
 	eps, ok3 := bufferScalar[T](ln.Eps)
 	if !ok1 || !ok2 || !ok3 || len(w) != len(b) {
 		return fNorm[T]{}, false
@@ -270,18 +281,18 @@ type fStep[T float] struct {
 
 // newFSteps converts a cybertron module list; false if a module is not
 // supported or not frozen.
-func newFSteps[T float](ms []nn.StandardModel) ([]fStep[T], bool) {
+func newFSteps[T float](rd reading, ms []nn.StandardModel) ([]fStep[T], bool) {
 	var out []fStep[T]
 	for _, m := range ms {
 		switch v := m.(type) {
 		case *linear.Model:
-			l, ok := newFLinear[T](v)
+			l, ok := newFLinear[T](rd, v)
 			if !ok {
 				return nil, false
 			}
 			out = append(out, fStep[T]{lin: &l})
 		case *layernorm.Model:
-			n, ok := newFNorm[T](v)
+			n, ok := newFNorm[T](rd, v)
 			if !ok {
 				return nil, false
 			}

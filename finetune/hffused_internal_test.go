@@ -22,7 +22,7 @@ func TestFusedPathTakesHuggingFaceModules(t *testing.T) {
 	bm := testmodels.BERT(t)
 	setFrozen(bm)
 	require.IsType(t, &hfact.GELU{}, bm.Layers[1])
-	f, ok := fusedBERTOf[float32](bm.Bert, bm.Layers[:len(bm.Layers)-1])
+	f, ok := fusedBERTOf[float32](training, bm.Bert, bm.Layers[:len(bm.Layers)-1])
 	require.True(t, ok, "BERT with hfact.GELU must be fused")
 	assert.Equal(t, float32(1e-12), f.norm.eps, "embedding LayerNorm eps")
 	require.Len(t, f.transform, 3)
@@ -31,8 +31,8 @@ func TestFusedPathTakesHuggingFaceModules(t *testing.T) {
 
 	am := testmodels.BART(t)
 	setFrozen(am)
-	s, err := seq2SeqOf(am)
+	s, err := seq2SeqOf(training, am)
 	require.NoError(t, err)
-	_, ok = fusedBARTOf[float32](s)
+	_, ok = fusedBARTOf[float32](training, s)
 	require.True(t, ok, "BART with hfact.GELU must be fused")
 }

@@ -101,7 +101,7 @@ func MaskedLMLoss(model *bert.ModelForMaskedLM, batch []MaskedExample, logits Lo
 // prepareMaskedLM validates the model and every example, before any graph
 // node is built, and returns the examples' token ids.
 func prepareMaskedLM(model *bert.ModelForMaskedLM, batch []MaskedExample, logits LogitsFunc) ([]bertInput, error) {
-	if err := checkMaskedLM(model); err != nil {
+	if err := checkMaskedLM(training, model); err != nil {
 		return nil, err
 	}
 	if len(batch) == 0 {
@@ -158,7 +158,7 @@ func SequenceClassificationLoss(model *bert.ModelForSequenceClassification, batc
 }
 
 func prepareSequenceClassification(model *bert.ModelForSequenceClassification, batch []ClassificationExample) ([]bertInput, error) {
-	if err := checkSequenceClassification(model); err != nil {
+	if err := checkSequenceClassification(training, model); err != nil {
 		return nil, err
 	}
 	if len(batch) == 0 {
@@ -211,7 +211,7 @@ func ConditionalGenerationLoss(model *bart.ModelForConditionalGeneration, batch 
 // prepareConditionalGeneration validates the model and every example and
 // returns the decoder inputs (start token + target shifted right).
 func prepareConditionalGeneration(model *bart.ModelForConditionalGeneration, batch []Seq2SeqExample, logits LogitsFunc) (seq2Seq, [][]int, error) {
-	s, err := seq2SeqOf(model)
+	s, err := seq2SeqOf(training, model)
 	if err != nil {
 		return seq2Seq{}, nil, err
 	}

@@ -58,7 +58,7 @@ type MaskedInput struct {
 // changed while the call runs. Errors wrap ErrInvalidInput and name the bad
 // sample, id or row; nothing is computed before everything is validated.
 func MixedMaskedLMLogits(m *bert.ModelForMaskedLM, batch []MaskedInput, rows []SampleRows) ([]mat.Matrix, error) {
-	if err := checkMaskedLM(m); err != nil {
+	if err := checkMaskedLM(training, m); err != nil {
 		return nil, err
 	}
 	if len(batch) == 0 {
@@ -96,7 +96,7 @@ func MixedMaskedLMLogits(m *bert.ModelForMaskedLM, batch []MaskedInput, rows []S
 }
 
 func mixedMaskedLM[T float](m *bert.ModelForMaskedLM, head []nn.StandardModel, out *linear.Model, tables []*embedding.Model, inputs []bertInput, positions [][]int, rows []SampleRows) ([]mat.Matrix, error) {
-	f, ok := fusedBERTOf[T](m.Bert, head)
+	f, ok := fusedBERTOf[T](training, m.Bert, head)
 	if !ok {
 		return nil, invalidf("the model is not eligible for the fused forward (a linear or layer-norm weight requires gradients, or a module or dtype it does not know)")
 	}
@@ -186,7 +186,7 @@ func (f *fBERT[T]) inferMaskedLM(inputs []bertInput, positions [][]int, over []m
 // Conditions and errors as for MixedMaskedLMLogits; the output is
 // m.Projection.
 func MixedConditionalGenerationLogits(m *bart.ModelForConditionalGeneration, sources, decoderInputs [][]int, rows []SampleRows) ([]mat.Matrix, error) {
-	s, err := seq2SeqOf(m)
+	s, err := seq2SeqOf(training, m)
 	if err != nil {
 		return nil, err
 	}
@@ -218,7 +218,7 @@ func MixedConditionalGenerationLogits(m *bart.ModelForConditionalGeneration, sou
 }
 
 func mixedSeq2Seq[T float](s seq2Seq, out *linear.Model, tables []*embedding.Model, sources, decs [][]int, rows []SampleRows) ([]mat.Matrix, error) {
-	f, ok := fusedBARTOf[T](s)
+	f, ok := fusedBARTOf[T](training, s)
 	if !ok {
 		return nil, invalidf("the model is not eligible for the fused forward (a linear or layer-norm weight requires gradients, or a module or dtype it does not know)")
 	}

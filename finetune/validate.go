@@ -61,14 +61,14 @@ func checkLength(what string, n, maxLen int) error {
 // backward: one decoded by gob (nil gradient index) with a row that
 // requires a gradient. The reflection check is cheap; rows are scanned only
 // for such tables.
-func checkTable(name string, e *embedding.Model) error {
+func checkTable(rd reading, name string, e *embedding.Model) error {
 	if e == nil {
 		return unsupportedf("%s is nil", name)
 	}
 	if len(e.Weights) == 0 {
 		return unsupportedf("%s has no rows", name)
 	}
-	if !spagofix.NeedsRenew(e) {
+	if rd == inference || !spagofix.NeedsRenew(e) { // inference computes no gradient
 		return nil
 	}
 	for i, w := range e.Weights {

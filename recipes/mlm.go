@@ -61,10 +61,12 @@ func (e Eval) String() string {
 	return fmt.Sprintf("loss %.4f, accuracy %.1f%% over %d masked tokens", e.Loss, 100*e.Accuracy, e.Positions)
 }
 
-// EvaluateMLM runs cybertron's own inference (ModelForMaskedLM.Predict) on
-// every example and scores the target positions. With tm non-nil the
-// inference runs inside tm.Do, so adapters cannot change meanwhile; the
-// tied decoder holds the active rows (trainabletokens keeps it in step).
+// EvaluateMLM runs the fast inference forward (finetune.PredictMaskedLM,
+// equal to cybertron's ModelForMaskedLM.Predict to float rounding) on the
+// examples, in batches, and scores the target positions, which must be
+// [MASK] tokens. With tm non-nil the inference runs inside tm.Do, so
+// adapters cannot change meanwhile; the tied decoder holds the active rows
+// (trainabletokens keeps it in step).
 func EvaluateMLM(m *bert.ModelForMaskedLM, tm *trainabletokens.Model, examples []finetune.MaskedExample) (Eval, error) {
 	e, _, err := evaluateMLM(m, tm, examples, nil)
 	return e, err
@@ -78,29 +80,47 @@ func evaluateMLM(m *bert.ModelForMaskedLM, tm *trainabletokens.Model, examples [
 	if m == nil {
 		return e, 0, fmt.Errorf("recipes: model is nil")
 	}
+	const batch = 16
 	run := func() error {
-		for i, ex := range examples {
-			if err := checkTokens(m, ex.Tokens); err != nil {
-				return fmt.Errorf("recipes: example %d: %w", i, err)
+		for b0 := 0; b0 < len(examples); b0 += batch {
+			exs := examples[b0:min(len(examples), b0+batch)]
+			in := make([]finetune.SequenceInput, len(exs))
+			for j, ex := range exs {
+				if err := checkTokens(m, ex.Tokens); err != nil {
+					return fmt.Errorf("recipes: example %d: %w", b0+j, err)
+				}
+				in[j] = finetune.SequenceInput{Tokens: ex.Tokens}
 			}
-			preds := m.Predict(ex.Tokens)
-			for pos, target := range ex.Targets {
-				y, ok := preds[pos]
-				if !ok {
-					return fmt.Errorf("recipes: example %d: position %d is not a [MASK]", i, pos)
+			preds, err := finetune.PredictMaskedLM(m, in)
+			if err != nil {
+				return fmt.Errorf("recipes: examples %d–%d: %w", b0, b0+len(exs)-1, err)
+			}
+			for j, ex := range exs {
+				i := b0 + j
+				row := map[int]int{}
+				for k, p := range preds[j].Positions {
+					row[p] = k
 				}
-				logits := values(y.Value().(mat.Matrix))
-				if target < 0 || target >= len(logits) {
-					return fmt.Errorf("recipes: example %d: target %d out of range [0, %d)", i, target, len(logits))
+				for _, pos := range sortedKeys(ex.Targets) {
+					target := ex.Targets[pos]
+					k, ok := row[pos]
+					if !ok {
+						return fmt.Errorf("recipes: example %d: position %d is not a [MASK]", i, pos)
+					}
+					v := preds[j].Logits.Shape()[1]
+					logits := rows.Get(preds[j].Logits, k, v)
+					if target < 0 || target >= len(logits) {
+						return fmt.Errorf("recipes: example %d: target %d out of range [0, %d)", i, target, len(logits))
+					}
+					e.Loss += logSumExp(logits) - logits[target]
+					top := argmax(logits)
+					if top == target {
+						e.Accuracy++
+					} else if taken[top] && !taken[target] {
+						takeovers++
+					}
+					e.Positions++
 				}
-				e.Loss += logSumExp(logits) - logits[target]
-				top := argmax(logits)
-				if top == target {
-					e.Accuracy++
-				} else if taken[top] && !taken[target] {
-					takeovers++
-				}
-				e.Positions++
 			}
 		}
 		return nil
@@ -122,6 +142,17 @@ func evaluateMLM(m *bert.ModelForMaskedLM, tm *trainabletokens.Model, examples [
 	return e, float64(takeovers) / float64(e.Positions), nil
 }
 
+// sortedKeys returns the positions of targets in order (a deterministic
+// sum).
+func sortedKeys(targets map[int]int) []int {
+	ks := make([]int, 0, len(targets))
+	for k := range targets {
+		ks = append(ks, k)
+	}
+	sort.Ints(ks)
+	return ks
+}
+
 // Prediction is one candidate token for a masked position.
 type Prediction struct {
 	Token       string
@@ -130,7 +161,8 @@ type Prediction struct {
 }
 
 // TopPredictions returns the k most likely tokens at the first [MASK] of
-// text, through cybertron's inference (inside tm.Do when tm is not nil).
+// text, through the fast inference forward (finetune.PredictMaskedLM;
+// inside tm.Do when tm is not nil).
 func TopPredictions(m *bert.ModelForMaskedLM, tm *trainabletokens.Model, tok *newtokens.Tokenizer, text string, k int) ([]Prediction, error) {
 	_, tokens, err := tok.EncodeSpecial(text)
 	if err != nil {
@@ -151,7 +183,11 @@ func TopPredictions(m *bert.ModelForMaskedLM, tm *trainabletokens.Model, tok *ne
 	}
 	var logits []float64
 	run := func() error {
-		logits = values(m.Predict(tokens)[pos].Value().(mat.Matrix))
+		preds, err := finetune.PredictMaskedLM(m, []finetune.SequenceInput{{Tokens: tokens, Positions: []int{pos}}})
+		if err != nil {
+			return fmt.Errorf("recipes: %w", err)
+		}
+		logits = rows.Get(preds[0].Logits, 0, preds[0].Logits.Shape()[1])
 		return nil
 	}
 	if tm != nil {

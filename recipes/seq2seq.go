@@ -4,10 +4,8 @@ import (
 	"fmt"
 
 	"github.com/nlpodyssey/cybertron/pkg/models/bart"
-	"github.com/nlpodyssey/spago/mat"
 
 	"github.com/gopeft/gopeft/finetune"
-	"github.com/gopeft/gopeft/internal/rows"
 	"github.com/gopeft/gopeft/newtokens"
 	"github.com/gopeft/gopeft/trainabletokens"
 )
@@ -30,17 +28,20 @@ func Seq2SeqExamples(tok *newtokens.Tokenizer, pairs [][2]string) ([]finetune.Se
 	return out, nil
 }
 
-// Generate decodes greedily from text with cybertron's own BART inference
-// (Encoder.Encode, Decoder.Decode, Projection, and the pad mask generation
-// adds), inside tm.Do when tm is not nil. Decoding starts from
-// decoder_start_token_id, forces bos_token when the config asks for it
-// (force_bos_token_to_be_generated),
+// Generate decodes greedily from text with the fast inference forward
+// (finetune.GenerateBART: cybertron's Encoder.Encode, Decoder.Decode,
+// Projection and pad mask, with a key/value cache), inside tm.Do when tm
+// is not nil. Decoding starts from decoder_start_token_id, forces
+// bos_token when the config asks for it (force_bos_token_to_be_generated),
 // and stops at eos or max_length. It returns the generated text without
 // special tokens.
 func Generate(m *bart.ModelForConditionalGeneration, tm *trainabletokens.Model, tok *newtokens.Tokenizer, text string) (string, error) {
 	src, _, err := tok.EncodeSpecial(text)
 	if err != nil {
 		return "", err
+	}
+	if m == nil || m.Bart == nil || m.Bart.Embeddings == nil {
+		return "", fmt.Errorf("recipes: BART model or its embeddings is nil")
 	}
 	cfg := m.Bart.Config
 	vocab := len(m.Bart.Embeddings.Weights)
@@ -52,34 +53,13 @@ func Generate(m *bart.ModelForConditionalGeneration, tm *trainabletokens.Model, 
 	if len(src) > cfg.MaxPositionEmbeddings {
 		return "", fmt.Errorf("recipes: %d source tokens, at most %d allowed", len(src), cfg.MaxPositionEmbeddings)
 	}
-	maxLen := cfg.MaxLength
-	if maxLen <= 0 || maxLen > cfg.MaxPositionEmbeddings {
-		maxLen = cfg.MaxPositionEmbeddings
-	}
-	out := []int{cfg.DecoderStartTokenID}
+	var out []int
 	run := func() error {
-		enc := m.Bart.Encoder.Encode(src)
-		for len(out) < maxLen {
-			if len(out) == 1 && cfg.ForceBosTokenToBeGenerated && cfg.BosTokenID >= 0 && cfg.BosTokenID < vocab {
-				out = append(out, cfg.BosTokenID)
-				continue
-			}
-			dec, _ := m.Bart.Decoder.Decode(enc, out, nil, 1)
-			logits := m.Projection.Forward(dec[len(dec)-1])[0].Value().(mat.Matrix)
-			pad := m.PadMask.Value().(mat.Matrix)
-			l := rows.Get(logits, 0, logits.Size())
-			p := rows.Get(pad, 0, pad.Size())
-			best := -1
-			for i := range l {
-				if v := l[i] + p[i]; best < 0 || v > l[best]+p[best] {
-					best = i
-				}
-			}
-			out = append(out, best)
-			if best == cfg.EosTokenID {
-				break
-			}
+		ids, err := finetune.GenerateBART(m, []finetune.Seq2SeqInput{{Source: src}}, finetune.GenerateOptions{})
+		if err != nil {
+			return fmt.Errorf("recipes: %w", err)
 		}
+		out = ids[0]
 		return nil
 	}
 	if tm != nil {

@@ -1,0 +1,596 @@
+package finetune
+
+// Fast inference on the fused forward (fused.go): the batch as one matrix,
+// blocked products, no graph. It reads any cybertron BERT/BART model as it
+// is at the call — merged, or with a trainabletokens adapter active (the
+// adapter's rows are the model's rows then; call inside tm.Do so they
+// cannot change meanwhile) — and needs no weight to be frozen.
+//
+// Per-sequence rows: every input may replace token-embedding rows and
+// output-projection rows for itself only (SequenceInput.Rows/OutputRows,
+// Seq2SeqInput.Rows/OutputRows), so one batch can run each sequence with
+// its own adapter.
+
+import (
+	"fmt"
+
+	"github.com/nlpodyssey/cybertron/pkg/models/bart"
+	"github.com/nlpodyssey/cybertron/pkg/models/bert"
+	"github.com/nlpodyssey/cybertron/pkg/tokenizers/wordpiecetokenizer"
+	"github.com/nlpodyssey/spago/mat"
+	"github.com/nlpodyssey/spago/nn/embedding"
+	"github.com/nlpodyssey/spago/nn/linear"
+)
+
+// SequenceInput is one sequence of a BERT inference batch.
+type SequenceInput struct {
+	// Tokens are vocabulary terms, [CLS] … [SEP], as cybertron's Predict
+	// and Classify take them. The token type switches after every [SEP].
+	Tokens []string
+	// Positions are the positions whose masked-LM logits are wanted; nil
+	// means every "[MASK]" token, as cybertron's Predict. ClassifySequences
+	// ignores it (and OutputRows).
+	Positions []int
+	// Rows, if not nil, replaces token-embedding rows for this sequence
+	// only: token id → a row of dim values (a dim×1 or 1×dim matrix of the
+	// model's dtype).
+	Rows map[int]mat.Tensor
+	// OutputRows likewise replaces rows of the masked-LM output projection
+	// (the decoder; its bias is kept) for this sequence. For a tied head
+	// pass the same map as Rows.
+	OutputRows map[int]mat.Tensor
+}
+
+// MaskedLMPrediction is the masked-LM output of one sequence.
+type MaskedLMPrediction struct {
+	// Positions are the predicted positions, in order.
+	Positions []int
+	// Logits has one row of vocabulary logits per position
+	// (len(Positions)×vocab), in the model's dtype.
+	Logits mat.Matrix
+}
+
+// PredictMaskedLM returns the masked-LM logits of every input at its
+// positions: cybertron's ModelForMaskedLM.Predict for a whole batch, on
+// the fused forward. Values equal cybertron's to float rounding.
+func PredictMaskedLM(m *bert.ModelForMaskedLM, inputs []SequenceInput) ([]MaskedLMPrediction, error) {
+	if err := checkMaskedLM(inference, m); err != nil {
+		return nil, err
+	}
+	dec, ok := m.Layers[len(m.Layers)-1].(*linear.Model)
+	if !ok || dec == nil || dec.W == nil || dec.B == nil {
+		return nil, unsupportedf("masked-LM output layer %T: expected a *linear.Model with weight and bias", m.Layers[len(m.Layers)-1])
+	}
+	switch m.Bert.Embeddings.Tokens.Weights[0].Value().(type) {
+	case *mat.Dense[float32]:
+		return predictMaskedLM[float32](m, dec, inputs)
+	case *mat.Dense[float64]:
+		return predictMaskedLM[float64](m, dec, inputs)
+	}
+	return nil, unsupportedf("embedding rows of type %T: expected *mat.Dense[float32] or *mat.Dense[float64]", m.Bert.Embeddings.Tokens.Weights[0].Value())
+}
+
+// ClassifySequences returns the classifier logits (labels×1) of every
+// input: cybertron's ModelForSequenceClassification.Classify for a whole
+// batch, on the fused forward.
+func ClassifySequences(m *bert.ModelForSequenceClassification, inputs []SequenceInput) ([]mat.Matrix, error) {
+	if err := checkSequenceClassification(inference, m); err != nil {
+		return nil, err
+	}
+	switch m.Bert.Embeddings.Tokens.Weights[0].Value().(type) {
+	case *mat.Dense[float32]:
+		return classifySequences[float32](m, inputs)
+	case *mat.Dense[float64]:
+		return classifySequences[float64](m, inputs)
+	}
+	return nil, unsupportedf("embedding rows of type %T: expected *mat.Dense[float32] or *mat.Dense[float64]", m.Bert.Embeddings.Tokens.Weights[0].Value())
+}
+
+// rowMap converts a per-sequence row replacement map, checking every row.
+func rowMap[T float](what string, rs map[int]mat.Tensor, rows, dim int) (map[int][]T, error) {
+	if len(rs) == 0 {
+		return nil, nil
+	}
+	out := make(map[int][]T, len(rs))
+	for id, r := range rs {
+		if id < 0 || id >= rows {
+			return nil, invalidf("%s: token id %d out of range [0, %d)", what, id, rows)
+		}
+		if r == nil || r.Value() == nil {
+			return nil, invalidf("%s: row of token id %d is nil", what, id)
+		}
+		d, ok := r.Value().(*mat.Dense[T])
+		if !ok {
+			var z T
+			return nil, invalidf("%s: row of token id %d is %T, expected *mat.Dense[%T]", what, id, r.Value(), z)
+		}
+		if d.Size() != dim {
+			return nil, invalidf("%s: row of token id %d has %d values, expected %d", what, id, d.Size(), dim)
+		}
+		out[id] = mat.Data[T](d)
+	}
+	return out, nil
+}
+
+// rowOf returns row id of a table, or its replacement.
+func rowOf[T float](e *embedding.Model, id int, over map[int][]T) []T {
+	if r, ok := over[id]; ok {
+		return r
+	}
+	return mat.Data[T](e.Weights[id].Value())
+}
+
+// bertBatch is a validated BERT batch.
+type bertBatch[T float] struct {
+	inputs []bertInput
+	qs     []span
+	n      int
+	rows   []map[int][]T
+}
+
+func newBERTBatch[T float](m *bert.Model, inputs []SequenceInput) (*bertBatch[T], error) {
+	if len(inputs) == 0 {
+		return nil, invalidf("no inputs")
+	}
+	e := m.Embeddings
+	b := &bertBatch[T]{}
+	for s, in := range inputs {
+		if len(in.Tokens) == 0 {
+			return nil, invalidf("input %d has no tokens", s)
+		}
+		bi, err := bertTokens(m, in.Tokens)
+		if err != nil {
+			return nil, fmt.Errorf("input %d: %w", s, err)
+		}
+		r, err := rowMap[T](fmt.Sprintf("input %d Rows", s), in.Rows, tableRows(e.Tokens), e.Tokens.Dim)
+		if err != nil {
+			return nil, err
+		}
+		b.inputs = append(b.inputs, bi)
+		b.rows = append(b.rows, r)
+		b.qs = append(b.qs, span{off: b.n, n: len(bi.ids)})
+		b.n += len(bi.ids)
+	}
+	return b, nil
+}
+
+// encode runs the encoder over the batch: n×dim hidden states.
+func (f *fBERT[T]) encode(b *bertBatch[T]) []T {
+	e := f.m.Embeddings
+	dIn := e.Tokens.Dim
+	x0 := make([]T, b.n*dIn)
+	for s, in := range b.inputs {
+		for i, id := range in.ids {
+			at := b.qs[s].off + i
+			row := x0[at*dIn : (at+1)*dIn]
+			tok := rowOf(e.Tokens, id, b.rows[s])
+			pos := rowOf[T](e.Positions, i, nil)
+			typ := rowOf[T](e.TokenTypes, in.types[i], nil)
+			for j := range row {
+				row[j] = tok[j] + pos[j] + typ[j]
+			}
+		}
+	}
+	x, _ := f.norm.forward(x0, b.n, false)
+	if f.projector != nil {
+		x = f.projector.forward(x, b.n)
+	}
+	h, _ := runBlocks(f.blocks, x, b.qs, nil, false)
+	return h
+}
+
+func predictMaskedLM[T float](m *bert.ModelForMaskedLM, dec *linear.Model, inputs []SequenceInput) ([]MaskedLMPrediction, error) {
+	f, ok := fusedBERTOf[T](inference, m.Bert, m.Layers[:len(m.Layers)-1])
+	if !ok {
+		return nil, unsupportedf("BERT model has a module or dtype the fused forward does not support")
+	}
+	head, ok := newFLinear[T](inference, dec)
+	if !ok || head.in != f.dim {
+		return nil, unsupportedf("masked-LM output layer does not match the hidden size %d", f.dim)
+	}
+	b, err := newBERTBatch[T](m.Bert, inputs)
+	if err != nil {
+		return nil, err
+	}
+	outs := make([]map[int][]T, len(inputs))
+	for s, in := range inputs {
+		if outs[s], err = rowMap[T](fmt.Sprintf("input %d OutputRows", s), in.OutputRows, head.out, head.in); err != nil {
+			return nil, err
+		}
+	}
+	positions := make([][]int, len(inputs))
+	var at []int
+	for s, in := range inputs {
+		ps := in.Positions
+		if ps == nil {
+			ps = []int{}
+			for i, t := range in.Tokens {
+				if t == wordpiecetokenizer.DefaultMaskToken {
+					ps = append(ps, i)
+				}
+			}
+		}
+		seen := map[int]bool{}
+		for _, p := range ps {
+			if p < 0 || p >= len(in.Tokens) {
+				return nil, invalidf("input %d: position %d out of range [0, %d)", s, p, len(in.Tokens))
+			}
+			if seen[p] {
+				return nil, invalidf("input %d: position %d listed twice", s, p)
+			}
+			seen[p] = true
+			at = append(at, b.qs[s].off+p)
+		}
+		positions[s] = append([]int(nil), ps...)
+	}
+	h := f.encode(b)
+	d := f.dim
+	sel := make([]T, len(at)*d)
+	for k, r := range at {
+		copy(sel[k*d:(k+1)*d], h[r*d:(r+1)*d])
+	}
+	y, _ := runSteps(f.transform, sel, len(at), false)
+	logits := make([]T, len(at)*head.out)
+	head.forwardTo(logits, head.out, y, d, len(at))
+	out := make([]MaskedLMPrediction, len(inputs))
+	k := 0
+	for s, ps := range positions {
+		v := head.out
+		l := logits[k*v : (k+len(ps))*v : (k+len(ps))*v]
+		for i := range ps {
+			overrideLogits(l[i*v:(i+1)*v], y[(k+i)*d:(k+i+1)*d], outs[s], head.b)
+		}
+		out[s] = MaskedLMPrediction{Positions: ps, Logits: mat.NewDense[T](mat.WithShape(len(ps), v), mat.WithBacking(l))}
+		k += len(ps)
+	}
+	return out, nil
+}
+
+// overrideLogits recomputes the logits of replaced output rows: row·h + b.
+func overrideLogits[T float](logits, h []T, rows map[int][]T, bias []T) {
+	for id, r := range rows {
+		var s T
+		for j, v := range r {
+			s += v * h[j]
+		}
+		logits[id] = s + bias[id]
+	}
+}
+
+func classifySequences[T float](m *bert.ModelForSequenceClassification, inputs []SequenceInput) ([]mat.Matrix, error) {
+	f, ok := fusedBERTOf[T](inference, m.Bert, nil)
+	if !ok {
+		return nil, unsupportedf("BERT model has a module or dtype the fused forward does not support")
+	}
+	pool, ok1 := newFSteps[T](inference, m.Bert.Pooler.Model)
+	cls, ok2 := newFLinear[T](inference, m.Classifier)
+	if !ok1 || !ok2 || cls.in != f.dim {
+		return nil, unsupportedf("BERT pooler or classifier is not supported by the fused forward")
+	}
+	b, err := newBERTBatch[T](m.Bert, inputs)
+	if err != nil {
+		return nil, err
+	}
+	h := f.encode(b)
+	d := f.dim
+	first := make([]T, len(inputs)*d)
+	for s, q := range b.qs {
+		copy(first[s*d:(s+1)*d], h[q.off*d:(q.off+1)*d])
+	}
+	p, _ := runSteps(pool, first, len(inputs), false)
+	y := cls.forward(p, len(inputs))
+	out := make([]mat.Matrix, len(inputs))
+	for s := range out {
+		out[s] = mat.NewDense[T](mat.WithShape(cls.out, 1), mat.WithBacking(y[s*cls.out:(s+1)*cls.out:(s+1)*cls.out]))
+	}
+	return out, nil
+}
+
+// ---- BART ----
+
+// Seq2SeqInput is one source of a BART generation batch.
+type Seq2SeqInput struct {
+	// Source are the token ids of the source, <s> … </s>.
+	Source []int
+	// Rows, if not nil, replaces rows of the shared token table (encoder
+	// and decoder inputs) for this sequence only: token id → dim values.
+	Rows map[int]mat.Tensor
+	// OutputRows replaces rows of the output Projection (bias kept) for
+	// this sequence; for BART's tied head pass the same map as Rows.
+	OutputRows map[int]mat.Tensor
+}
+
+// GenerateOptions controls GenerateBART.
+type GenerateOptions struct {
+	// MaxLength caps the generated ids (decoder start token included);
+	// 0 means the model config's max_length, or max_position_embeddings
+	// when that is unset or larger.
+	MaxLength int
+}
+
+// GenerateBART decodes every source greedily, as cybertron's own BART
+// inference would step by step (Encoder.Encode, Decoder.Decode,
+// Projection, PadMask): starting from decoder_start_token_id, forcing
+// bos_token after it when the config asks for it
+// (force_bos_token_to_be_generated), stopping at eos_token or the maximum
+// length. It encodes the batch once and keeps each decoder layer's keys and
+// values (self- and cross-attention), so every step costs one position.
+// It returns the generated ids of each source, decoder start included.
+func GenerateBART(m *bart.ModelForConditionalGeneration, inputs []Seq2SeqInput, opts GenerateOptions) ([][]int, error) {
+	return generateBART(m, inputs, opts, nil)
+}
+
+// generateBART is GenerateBART; onLogits, if set, sees every step's
+// logits (before the pad mask) of every sequence still decoding.
+func generateBART(m *bart.ModelForConditionalGeneration, inputs []Seq2SeqInput, opts GenerateOptions, onLogits func(seq, step int, logits []float64)) ([][]int, error) {
+	s, err := seq2SeqOf(inference, m)
+	if err != nil {
+		return nil, err
+	}
+	if opts.MaxLength < 0 {
+		return nil, invalidf("MaxLength %d is negative", opts.MaxLength)
+	}
+	if len(inputs) == 0 {
+		return nil, invalidf("no inputs")
+	}
+	for i, in := range inputs {
+		if len(in.Source) == 0 {
+			return nil, invalidf("input %d has no source ids", i)
+		}
+		if err := s.enc.checkIDs(fmt.Sprintf("input %d source", i), in.Source); err != nil {
+			return nil, err
+		}
+	}
+	switch s.enc.table.Weights[0].Value().(type) {
+	case *mat.Dense[float32]:
+		return generate[float32](m, s, inputs, opts, onLogits)
+	case *mat.Dense[float64]:
+		return generate[float64](m, s, inputs, opts, onLogits)
+	}
+	return nil, unsupportedf("embedding rows of type %T: expected *mat.Dense[float32] or *mat.Dense[float64]", s.enc.table.Weights[0].Value())
+}
+
+// embedRow writes one BART embedding row (scaled token + position) into dst.
+func (f fEmbedder[T]) embedRow(dst []T, id, pos int, over map[int][]T) {
+	p := f.b.e.PositionalEncoder
+	tok := rowOf(f.b.table, id, over)
+	pr := rowOf[T](p.Embeddings, pos+p.Config.Offset, nil)
+	for j := range dst {
+		t := tok[j]
+		if f.b.e.Config.ScaleEmbedding {
+			t *= f.scale
+		}
+		dst[j] = t + pr[j]
+	}
+}
+
+// kv holds keys and values of one attention over one sequence: rows of
+// all heads side by side (t×w each).
+type kv[T float] struct{ k, v []T }
+
+// project appends x's keys and values (n rows) for every head.
+func (a *fAttention[T]) project(x []T, n int) kv[T] {
+	w := len(a.heads) * a.dh
+	d := a.heads[0].q.in
+	c := kv[T]{k: make([]T, n*w), v: make([]T, n*w)}
+	for j, hd := range a.heads {
+		hd.k.forwardTo(c.k[j*a.dh:], w, x, d, n)
+		hd.v.forwardTo(c.v[j*a.dh:], w, x, d, n)
+	}
+	return c
+}
+
+// attendOne is the attention of one query row per sequence over that
+// sequence's keys and values: b×d in, b×d out.
+func (a *fAttention[T]) attendOne(x []T, caches []*kv[T]) []T {
+	b := len(caches)
+	h, dh := len(a.heads), a.dh
+	w := h * dh
+	d := a.heads[0].q.in
+	q := make([]T, b*w)
+	for j, hd := range a.heads {
+		hd.q.forwardTo(q[j*dh:], w, x, d, b)
+	}
+	ctx := make([]T, b*w)
+	parFor(b*h, 1, func(lo, hi int) {
+		var scores []T
+		for task := lo; task < hi; task++ {
+			s, j := task/h, task%h
+			c := caches[s]
+			t := len(c.k) / w
+			if cap(scores) < t {
+				scores = make([]T, t)
+			}
+			sc := scores[:t]
+			qv := q[s*w+j*dh : s*w+(j+1)*dh]
+			for r := range sc {
+				kr := c.k[r*w+j*dh : r*w+(j+1)*dh]
+				var dot T
+				for i, v := range qv {
+					dot += v * kr[i]
+				}
+				sc[r] = dot
+			}
+			softmaxRow(sc, a.heads[j].scale)
+			out := ctx[s*w+j*dh : s*w+(j+1)*dh]
+			for r, p := range sc {
+				vr := c.v[r*w+j*dh : r*w+(j+1)*dh]
+				for i, v := range vr {
+					out[i] += p * v
+				}
+			}
+		}
+	})
+	return a.out.forward(ctx, b)
+}
+
+// stepBlock runs a residual block on one row per sequence, with att the
+// attention (nil for a feed-forward block).
+func (b fBlock[T]) stepBlock(x []T, rows int, att func(nx []T) []T) []T {
+	inner := func(x []T) []T {
+		if b.att == nil {
+			y, _ := runSteps(b.ffn, x, rows, false)
+			return y
+		}
+		return att(x)
+	}
+	if b.pre {
+		nx, _ := b.norm.forward(x, rows, false)
+		return addInto(x, inner(nx))
+	}
+	y, _ := b.norm.forward(addInto(x, inner(x)), rows, false)
+	return y
+}
+
+func generate[T float](m *bart.ModelForConditionalGeneration, s seq2Seq, inputs []Seq2SeqInput, opts GenerateOptions, onLogits func(seq, step int, logits []float64)) ([][]int, error) {
+	f, ok := fusedBARTOf[T](inference, s)
+	if !ok {
+		return nil, unsupportedf("BART model has a module or dtype the fused forward does not support")
+	}
+	proj, ok := newFLinear[T](inference, m.Projection)
+	if !ok || proj.in != f.dim {
+		return nil, unsupportedf("BART Projection does not match d_model %d", f.dim)
+	}
+	d, vocab := f.dim, proj.out
+	tableN := tableRows(s.enc.table)
+	rows := make([]map[int][]T, len(inputs))
+	outs := make([]map[int][]T, len(inputs))
+	for i, in := range inputs {
+		var err error
+		if rows[i], err = rowMap[T](fmt.Sprintf("input %d Rows", i), in.Rows, tableN, d); err != nil {
+			return nil, err
+		}
+		if outs[i], err = rowMap[T](fmt.Sprintf("input %d OutputRows", i), in.OutputRows, vocab, d); err != nil {
+			return nil, err
+		}
+	}
+	var pad []float64
+	if m.PadMask != nil && m.PadMask.Value() != nil {
+		if pm, ok := m.PadMask.Value().(mat.Matrix); ok && pm.Size() == vocab {
+			pad = pm.Data().F64()
+		}
+	}
+	cfg := m.Bart.Config
+	maxLen := opts.MaxLength
+	if maxLen == 0 {
+		maxLen = cfg.MaxLength
+	}
+	if limit := s.dec.maxLen(); maxLen <= 0 || maxLen > limit {
+		maxLen = limit
+	}
+	if cfg.DecoderStartTokenID < 0 || cfg.DecoderStartTokenID >= tableN {
+		return nil, invalidf("decoder_start_token_id %d out of range [0, %d)", cfg.DecoderStartTokenID, tableN)
+	}
+	outIDs := make([][]int, len(inputs))
+	for i := range inputs {
+		outIDs[i] = []int{cfg.DecoderStartTokenID}
+	}
+	if maxLen <= 1 {
+		return outIDs, nil
+	}
+
+	// Encoder, whole batch.
+	var es []span
+	ne := 0
+	for _, in := range inputs {
+		es = append(es, span{off: ne, n: len(in.Source)})
+		ne += len(in.Source)
+	}
+	xe := make([]T, ne*d)
+	for i, in := range inputs {
+		for p, id := range in.Source {
+			at := es[i].off + p
+			f.enc.embedRow(xe[at*d:(at+1)*d], id, p, rows[i])
+		}
+	}
+	x, _ := normOpt(f.enc.norm, xe, ne, false)
+	x, _ = runBlocks(f.encBlocks, x, es, nil, false)
+	x, _ = normOpt(f.encFinal, x, ne, false)
+
+	layers := len(f.decBlocks) / 3
+	self := make([][]*kv[T], layers)  // [layer][seq]
+	cross := make([][]*kv[T], layers) // [layer][seq]
+	for l := 0; l < layers; l++ {
+		att := f.decBlocks[3*l+1].att
+		all := att.project(x, ne)
+		w := len(att.heads) * att.dh
+		self[l] = make([]*kv[T], len(inputs))
+		cross[l] = make([]*kv[T], len(inputs))
+		for i, sp := range es {
+			cross[l][i] = &kv[T]{k: all.k[sp.off*w : (sp.off+sp.n)*w], v: all.v[sp.off*w : (sp.off+sp.n)*w]}
+			self[l][i] = &kv[T]{}
+		}
+	}
+
+	active := make([]int, len(inputs)) // sequences still decoding
+	for i := range inputs {
+		active[i] = i
+	}
+	forceBOS := cfg.ForceBosTokenToBeGenerated && cfg.BosTokenID >= 0 && cfg.BosTokenID < vocab
+	for step := 0; len(active) > 0; step++ {
+		// Feed the last id of every active sequence at position step.
+		b := len(active)
+		y := make([]T, b*d)
+		for r, i := range active {
+			ids := outIDs[i]
+			f.dec.embedRow(y[r*d:(r+1)*d], ids[len(ids)-1], step, rows[i])
+		}
+		y, _ = normOpt(f.dec.norm, y, b, false)
+		for l := 0; l < layers; l++ {
+			sb, cb, fb := f.decBlocks[3*l], f.decBlocks[3*l+1], f.decBlocks[3*l+2]
+			sc := make([]*kv[T], b)
+			cc := make([]*kv[T], b)
+			for r, i := range active {
+				sc[r], cc[r] = self[l][i], cross[l][i]
+			}
+			y = sb.stepBlock(y, b, func(nx []T) []T {
+				nw := sb.att.project(nx, b)
+				w := len(sb.att.heads) * sb.att.dh
+				for r := range sc {
+					sc[r].k = append(sc[r].k, nw.k[r*w:(r+1)*w]...)
+					sc[r].v = append(sc[r].v, nw.v[r*w:(r+1)*w]...)
+				}
+				return sb.att.attendOne(nx, sc)
+			})
+			y = cb.stepBlock(y, b, func(nx []T) []T { return cb.att.attendOne(nx, cc) })
+			y = fb.stepBlock(y, b, nil)
+		}
+		y, _ = normOpt(f.decFinal, y, b, false)
+		logits := make([]T, b*vocab)
+		proj.forwardTo(logits, vocab, y, d, b)
+		next := active[:0]
+		for r, i := range active {
+			l := logits[r*vocab : (r+1)*vocab]
+			overrideLogits(l, y[r*d:(r+1)*d], outs[i], proj.b)
+			if onLogits != nil {
+				lf := make([]float64, vocab)
+				for j, v := range l {
+					lf[j] = float64(v)
+				}
+				onLogits(i, step, lf)
+			}
+			var id int
+			if len(outIDs[i]) == 1 && forceBOS {
+				id = cfg.BosTokenID
+			} else {
+				best, bv := -1, 0.0
+				for j, v := range l {
+					x := float64(v)
+					if pad != nil {
+						x += pad[j]
+					}
+					if best < 0 || x > bv {
+						best, bv = j, x
+					}
+				}
+				id = best
+			}
+			outIDs[i] = append(outIDs[i], id)
+			if id != cfg.EosTokenID && len(outIDs[i]) < maxLen {
+				next = append(next, i)
+			}
+		}
+		active = next
+	}
+	return outIDs, nil
+}
