@@ -2,6 +2,7 @@ package finetune_test
 
 import (
 	"errors"
+	"math"
 	"testing"
 
 	"github.com/nlpodyssey/cybertron/pkg/models/bart"
@@ -252,6 +253,8 @@ func TestTrainerOptimizers(t *testing.T) {
 	for _, cfg := range []finetune.Config{
 		{Optimizer: finetune.OptimizerAdam, LR: 0.1},
 		{Optimizer: finetune.OptimizerAdamW, LR: 0.1, WeightDecay: 0.1},
+		{Optimizer: finetune.OptimizerSpagoAdam, LR: 0.1},
+		{Optimizer: finetune.OptimizerSpagoAdamW, LR: 0.1, WeightDecay: 0.1},
 		{Optimizer: finetune.OptimizerSGD, LR: 0.1, Momentum: 0.9, Nesterov: true},
 	} {
 		for dtype, newParam := range params {
@@ -325,8 +328,14 @@ func TestNewTrainerRejectsBadConfig(t *testing.T) {
 		{finetune.Config{}, "no parameters"},
 		{finetune.Config{Params: []*nn.Param{nil}}, "Params[0] is nil"},
 		{finetune.Config{Params: []*nn.Param{p}, Optimizer: "lion"}, `unknown optimizer "lion"`},
-		{finetune.Config{Params: []*nn.Param{p}, LR: -1}, "LR must be positive, got -1"},
-		{finetune.Config{Params: []*nn.Param{p}, WeightDecay: 0.1}, "WeightDecay needs Optimizer adamw"},
+		{finetune.Config{Params: []*nn.Param{p}, LR: -1}, "LR must be positive and finite, got -1"},
+		{finetune.Config{Params: []*nn.Param{p}, LR: math.Inf(1)}, "LR must be positive and finite, got +Inf"},
+		{finetune.Config{Params: []*nn.Param{p}, LR: math.NaN()}, "LR must be positive and finite, got NaN"},
+		{finetune.Config{Params: []*nn.Param{p}, Epsilon: math.Inf(1)}, "Epsilon must be positive and finite, got +Inf"},
+		{finetune.Config{Params: []*nn.Param{p}, WeightDecay: -0.1}, "WeightDecay must be >= 0 and finite, got -0.1"},
+		{finetune.Config{Params: []*nn.Param{p}, Optimizer: finetune.OptimizerSGD, WeightDecay: 0.1}, "WeightDecay needs Optimizer adam, adamw or spago-adamw"},
+		{finetune.Config{Params: []*nn.Param{p}, Optimizer: finetune.OptimizerSpagoAdam, WeightDecay: 0.1}, "WeightDecay needs Optimizer adam, adamw or spago-adamw"},
+		{finetune.Config{Params: []*nn.Param{p}, Optimizer: finetune.OptimizerSpagoAdamW}, "Optimizer spago-adamw needs a positive WeightDecay"},
 		{finetune.Config{Params: []*nn.Param{p}, Optimizer: finetune.OptimizerAdam, Beta1: 1}, "Beta1 must be in [0, 1), got 1"},
 		{finetune.Config{Params: []*nn.Param{p}, BatchSize: -2}, "BatchSize must be positive, got -2"},
 		{finetune.Config{Params: []*nn.Param{p}, Nesterov: true}, "Nesterov needs Optimizer sgd"},

@@ -20,9 +20,24 @@ import (
 
 // Optimizer names for Config.Optimizer.
 const (
-	OptimizerAdam  = "adam"  // spago's adam, Config.WeightDecay must be 0
-	OptimizerAdamW = "adamw" // spago's adam with decoupled weight decay (Config.WeightDecay)
-	OptimizerSGD   = "sgd"   // spago's sgd, with optional (Nesterov) momentum
+	// OptimizerAdam is torch.optim.Adam: bias correction, then eps, a step
+	// count per param; Config.WeightDecay (default 0) is torch's L2 term,
+	// added to the gradient.
+	OptimizerAdam = "adam"
+	// OptimizerAdamW is torch.optim.AdamW: Adam with decoupled weight
+	// decay p ← p·(1 − lr·WeightDecay); WeightDecay defaults to torch's
+	// 0.01 (AdamW without decay is OptimizerAdam).
+	OptimizerAdamW = "adamw"
+	// OptimizerSpagoAdam is spago's adam: eps added to √v before the bias
+	// correction (torch's Adam with an eps 1/√(1−β2ᵗ) times larger: 31.6×
+	// at step 1), one step count for all params. WeightDecay must be 0.
+	OptimizerSpagoAdam = "spago-adam"
+	// OptimizerSpagoAdamW is spago's adam with its weight decay
+	// (Config.WeightDecay, required), scaled by spago's bias-corrected
+	// step size.
+	OptimizerSpagoAdamW = "spago-adamw"
+	// OptimizerSGD is spago's sgd, with optional (Nesterov) momentum.
+	OptimizerSGD = "sgd"
 )
 
 // Config configures a Trainer. Zero values mean the documented defaults.
@@ -34,14 +49,18 @@ type Config struct {
 	// token rows. A param listed in both lists is a token param.
 	TokenParams []*nn.Param
 
-	Optimizer string  // OptimizerAdam (default), OptimizerAdamW or OptimizerSGD
+	// Optimizer is OptimizerAdam (default), OptimizerAdamW, OptimizerSGD,
+	// OptimizerSpagoAdam or OptimizerSpagoAdamW.
+	Optimizer string
 	LR        float64 // learning rate of Params; default 1e-3
 	TokenLR   float64 // learning rate of TokenParams; default LR
 
 	Beta1, Beta2, Epsilon float64 // Adam; defaults 0.9, 0.999, 1e-8
-	WeightDecay           float64 // AdamW's lambda
-	Momentum              float64 // SGD momentum
-	Nesterov              bool    // SGD Nesterov momentum
+	// WeightDecay is AdamW's decoupled decay (default 0.01, torch's), Adam's
+	// L2 term (default 0) or spago AdamW's lambda (required).
+	WeightDecay float64
+	Momentum    float64 // SGD momentum
+	Nesterov    bool    // SGD Nesterov momentum
 
 	// MaxGradNorm, if positive, rescales the gradients of all stepped params
 	// together so that their global L2 norm is at most MaxGradNorm.
@@ -78,18 +97,24 @@ type StepInfo struct {
 	Batch    []int   // example indices of the step
 	Loss     float64 // loss before the update
 	GradNorm float64 // global L2 norm of the stepped params' gradients, before clipping
-	Updated  int     // number of params that had a gradient and were updated
+	Updated  int     // number of params stepped (Adam/AdamW step token params without a gradient too)
 }
 
-// Trainer steps a fixed set of parameters with one of spago's optimizer
-// strategies, synchronously: for every param with a gradient it calls the
-// strategy's OptimizeParams itself, then IncExample (spago's
-// optimizers.Optimizer.Optimize returns before its goroutines finish and
-// races with IncExample). Optimizer state (param.State) is created only on
-// params that receive a gradient, and persists across Train calls. A param
-// without a gradient in a step (a token absent from the batch) is not
-// updated at all, its Adam moments included, as with spago's sparse
-// embedding updates.
+// Trainer steps a fixed set of parameters, synchronously. Adam and AdamW
+// are gopeft's own implementation of torch.optim.Adam/AdamW (state
+// AdamState in param.State, a step count per param). With them, every
+// TokenParam is stepped at every step, with a zero gradient when the batch
+// did not use its token: PEFT trains one trainable_tokens_delta tensor per
+// table, whose absent rows get zero gradients and still move by their
+// momentum and decay. Other params without a gradient are not stepped
+// (torch skips params whose grad is None).
+//
+// The spago optimizers (sgd, spago-adam, spago-adamw) are called through
+// their strategy's OptimizeParams for every param with a gradient, then
+// IncExample (spago's optimizers.Optimizer.Optimize returns before its
+// goroutines finish and races with IncExample); params without a gradient
+// are not updated, their moments included. Optimizer state (param.State)
+// persists across Train calls.
 //
 // A Trainer is not safe for concurrent use.
 type Trainer struct {
@@ -106,6 +131,7 @@ type Trainer struct {
 type paramGroup struct {
 	params []*nn.Param
 	lr     float64
+	tokens bool // the TokenParams group
 	// strategies by dtype ("float32", "float64"): spago's SGD is generic.
 	strategies map[string]optimizers.OptimizationStrategy
 }
@@ -130,6 +156,9 @@ func NewTrainer(cfg Config) (*Trainer, error) {
 	if cfg.Epsilon == 0 {
 		cfg.Epsilon = 1e-8
 	}
+	if cfg.Optimizer == OptimizerAdamW && cfg.WeightDecay == 0 {
+		cfg.WeightDecay = 0.01 // torch.optim.AdamW's default
+	}
 	if cfg.Epochs == 0 {
 		cfg.Epochs = 1
 	}
@@ -144,7 +173,7 @@ func NewTrainer(cfg Config) (*Trainer, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, g := range []*paramGroup{{params: others, lr: cfg.LR}, {params: tokens, lr: cfg.TokenLR}} {
+	for _, g := range []*paramGroup{{params: others, lr: cfg.LR}, {params: tokens, lr: cfg.TokenLR, tokens: true}} {
 		if len(g.params) > 0 {
 			g.strategies = map[string]optimizers.OptimizationStrategy{}
 			t.groups = append(t.groups, g)
@@ -158,22 +187,25 @@ func NewTrainer(cfg Config) (*Trainer, error) {
 
 func (c Config) check() error {
 	switch c.Optimizer {
-	case OptimizerAdam, OptimizerAdamW, OptimizerSGD:
+	case OptimizerAdam, OptimizerAdamW, OptimizerSGD, OptimizerSpagoAdam, OptimizerSpagoAdamW:
 	default:
-		return fmt.Errorf("finetune: unknown optimizer %q (want %q, %q or %q)", c.Optimizer, OptimizerAdam, OptimizerAdamW, OptimizerSGD)
+		return fmt.Errorf("finetune: unknown optimizer %q (want %q, %q, %q, %q or %q)", c.Optimizer,
+			OptimizerAdam, OptimizerAdamW, OptimizerSGD, OptimizerSpagoAdam, OptimizerSpagoAdamW)
 	}
 	checks := []struct {
 		ok   bool
 		what string
 		v    any
 	}{
-		{c.LR > 0, "LR must be positive", c.LR},
-		{c.TokenLR > 0, "TokenLR must be positive", c.TokenLR},
+		{c.LR > 0 && !math.IsInf(c.LR, 0), "LR must be positive and finite", c.LR},
+		{c.TokenLR > 0 && !math.IsInf(c.TokenLR, 0), "TokenLR must be positive and finite", c.TokenLR},
 		{c.Beta1 >= 0 && c.Beta1 < 1, "Beta1 must be in [0, 1)", c.Beta1},
 		{c.Beta2 >= 0 && c.Beta2 < 1, "Beta2 must be in [0, 1)", c.Beta2},
-		{c.Epsilon > 0, "Epsilon must be positive", c.Epsilon},
-		{c.WeightDecay >= 0, "WeightDecay must be >= 0", c.WeightDecay},
-		{c.WeightDecay == 0 || c.Optimizer == OptimizerAdamW, "WeightDecay needs Optimizer " + OptimizerAdamW, c.WeightDecay},
+		{c.Epsilon > 0 && !math.IsInf(c.Epsilon, 0), "Epsilon must be positive and finite", c.Epsilon},
+		{c.WeightDecay >= 0 && !math.IsInf(c.WeightDecay, 0), "WeightDecay must be >= 0 and finite", c.WeightDecay},
+		{c.WeightDecay == 0 || c.Optimizer == OptimizerAdam || c.Optimizer == OptimizerAdamW || c.Optimizer == OptimizerSpagoAdamW,
+			"WeightDecay needs Optimizer " + OptimizerAdam + ", " + OptimizerAdamW + " or " + OptimizerSpagoAdamW, c.WeightDecay},
+		{c.WeightDecay != 0 || c.Optimizer != OptimizerSpagoAdamW, "Optimizer " + OptimizerSpagoAdamW + " needs a positive WeightDecay", c.WeightDecay},
 		{c.Momentum >= 0 && c.Momentum < 1, "Momentum must be in [0, 1)", c.Momentum},
 		{!c.Nesterov || c.Optimizer == OptimizerSGD, "Nesterov needs Optimizer " + OptimizerSGD, c.Nesterov},
 		{c.MaxGradNorm >= 0, "MaxGradNorm must be >= 0", c.MaxGradNorm},
@@ -339,11 +371,12 @@ func (t *Trainer) step(task *Task, batch []int, epoch int, cleaner *gradCleaner)
 	}
 	info.GradNorm = clipGradients(withGrad, t.cfg.ClipValue, t.cfg.MaxGradNorm)
 	for _, g := range t.groups {
-		if err := t.update(g, info.Step); err != nil {
+		n, err := t.update(g, info.Step)
+		info.Updated += n
+		if err != nil {
 			return info, err
 		}
 	}
-	info.Updated = len(withGrad)
 	cleaner.clean()
 	t.steps++
 	return info, nil
@@ -351,25 +384,48 @@ func (t *Trainer) step(task *Task, batch []int, epoch int, cleaner *gradCleaner)
 
 // update steps every param of g that has a gradient (the strategy zeroes
 // the gradient), then advances the strategies' example counters.
-func (t *Trainer) update(g *paramGroup, step int) error {
+func (t *Trainer) update(g *paramGroup, step int) (int, error) {
+	if t.cfg.Optimizer == OptimizerAdam || t.cfg.Optimizer == OptimizerAdamW {
+		o := torchAdam{lr: g.lr, beta1: t.cfg.Beta1, beta2: t.cfg.Beta2, eps: t.cfg.Epsilon,
+			weightDecay: t.cfg.WeightDecay, decoupled: t.cfg.Optimizer == OptimizerAdamW}
+		for _, p := range g.params { // refuse before changing anything
+			if _, ok := p.State.(*AdamState); p.State != nil && !ok {
+				return 0, fmt.Errorf("finetune: step %d: %s: a param (shape %v) holds optimizer state %T from another optimizer; set its State to nil to restart it",
+					step, t.cfg.Optimizer, p.Shape(), p.State)
+			}
+		}
+		n := 0
+		for _, p := range g.params {
+			stepped, err := o.step(p, g.tokens)
+			if err != nil {
+				return n, fmt.Errorf("finetune: step %d: %s: %w", step, t.cfg.Optimizer, err)
+			}
+			if stepped {
+				n++
+			}
+		}
+		return n, nil
+	}
+	n := 0
 	for _, p := range g.params {
 		if !p.HasGrad() {
 			continue
 		}
 		s, err := t.strategy(g, rows.DType(p.Matrix))
 		if err != nil {
-			return err
+			return n, err
 		}
 		if err := s.OptimizeParams(p); err != nil {
-			return fmt.Errorf("finetune: step %d: optimizer: %w", step, err)
+			return n, fmt.Errorf("finetune: step %d: optimizer: %w", step, err)
 		}
+		n++
 	}
 	for _, s := range g.strategies {
 		if a, ok := s.(interface{ IncExample() }); ok {
 			a.IncExample()
 		}
 	}
-	return nil
+	return n, nil
 }
 
 // strategy returns g's optimizer strategy for params of the given dtype,
@@ -380,9 +436,9 @@ func (t *Trainer) strategy(g *paramGroup, dtype string) (optimizers.Optimization
 	}
 	var s optimizers.OptimizationStrategy
 	switch t.cfg.Optimizer {
-	case OptimizerAdam:
+	case OptimizerSpagoAdam:
 		s = adam.New(adam.NewConfig(g.lr, t.cfg.Beta1, t.cfg.Beta2, t.cfg.Epsilon))
-	case OptimizerAdamW:
+	case OptimizerSpagoAdamW:
 		s = adam.New(adam.NewAdamWConfig(g.lr, t.cfg.Beta1, t.cfg.Beta2, t.cfg.Epsilon, t.cfg.WeightDecay))
 	case OptimizerSGD:
 		c := sgd.NewConfig(g.lr, t.cfg.Momentum, t.cfg.Nesterov)

@@ -17,9 +17,13 @@ type TrainOptions struct {
 	Epochs    int     // passes over the examples [1]
 	BatchSize int     // examples per step [8]
 	LR        float64 // learning rate of the token rows [1e-2]
-	// Optimizer is finetune.OptimizerAdam [default], OptimizerAdamW or
-	// OptimizerSGD.
-	Optimizer   string
+	// Optimizer is finetune.OptimizerAdam [default], OptimizerAdamW (both
+	// as torch.optim's), OptimizerSGD, OptimizerSpagoAdam or
+	// OptimizerSpagoAdamW.
+	Optimizer string
+	// WeightDecay is AdamW's decoupled weight decay [0.01, torch's
+	// default], or Adam's L2 term [0].
+	WeightDecay float64
 	MaxGradNorm float64 // clip the rows' global gradient norm [no clipping]
 	Seed        uint64  // batch shuffling
 	Quiet       bool    // no progress bar
@@ -75,6 +79,7 @@ func (o TrainOptions) config(tm *trainabletokens.Model) (finetune.Config, error)
 		TokenLR:     lr,
 		LR:          lr,
 		Optimizer:   o.Optimizer,
+		WeightDecay: o.WeightDecay,
 		MaxGradNorm: o.MaxGradNorm,
 		Epochs:      o.Epochs,
 		BatchSize:   o.BatchSize,

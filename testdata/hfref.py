@@ -325,7 +325,7 @@ def adam_reference():
     for opt_name, kw in [("adam", dict(lr=1e-2, betas=(0.9, 0.999), eps=1e-8)),
                          ("adamw", dict(lr=1e-2, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)),
                          ("adamw", dict(lr=5e-3, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.1)),
-                         ("adam", dict(lr=1e-3, betas=(0.0, 0.5), eps=1e-10))]:
+                         ("adam", dict(lr=1e-3, betas=(0.5, 0.9), eps=1e-10, weight_decay=0.05))]:
         p = p0.clone().requires_grad_(True)
         cls = torch.optim.Adam if opt_name == "adam" else torch.optim.AdamW
         opt = cls([p], **kw)

@@ -217,6 +217,9 @@ func adapterBytes(ps []*nn.Param) (grad, state uint64) {
 		if p.HasGrad() {
 			grad += uint64(p.Grad().Size()) * 4
 		}
+		if st, ok := p.State.(*finetune.AdamState); ok {
+			state += uint64(len(st.ExpAvg)+len(st.ExpAvgSq)) * 8
+		}
 		if st, ok := p.State.(*adam.State); ok {
 			for _, m := range []interface{ Size() int }{st.V, st.M, st.Buf1, st.Buf2, st.Buf3} {
 				if m != nil {
