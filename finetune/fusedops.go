@@ -208,7 +208,7 @@ func (ln fNorm[T]) forward(x []T, n int, train bool) ([]T, backFn[T]) {
 // activations the fused path implements (others fall back to the graph).
 func supportedActivation(a activation.Activation) bool {
 	switch a {
-	case activation.Identity, activation.GELU, activation.ReLU, activation.Tanh:
+	case activation.Identity, activation.GELU, activation.ReLU, activation.Tanh, activation.Swish, activation.SiLU:
 		return true
 	}
 	return false
@@ -262,6 +262,11 @@ func applyActivation[T float](a activation.Activation, x []T, train bool) []T {
 			case activation.Tanh:
 				y = math.Tanh(v)
 				dy = 1 - y*y
+			case activation.Swish, activation.SiLU:
+				// v·σ(v) (Marian's "swish"); d/dv = σ(v)·(1 + v·(1−σ(v))).
+				s := 1 / (1 + math.Exp(-v))
+				y = v * s
+				dy = s * (1 + v*(1-s))
 			}
 			x[i] = T(y)
 			if deriv != nil {

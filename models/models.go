@@ -41,6 +41,9 @@ func Convert(dir string, overwrite bool) error {
 	if _, err := os.Stat(filepath.Join(dir, "pytorch_model.bin")); err != nil {
 		return fmt.Errorf("models: nothing to convert in %s: %w", dir, err)
 	}
+	if mt, err := modelType(dir); err == nil && mt == "electra" {
+		return ConvertELECTRA(dir, overwrite) // cybertron's converter panics on ELECTRA heads
+	}
 	stdoutMu.Lock()
 	defer stdoutMu.Unlock()
 	devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)

@@ -11,11 +11,17 @@ It (re)writes, byte for byte identically on every run:
                         pytorch_model.bin   (Hugging Face BertForMaskedLM names)
   testdata/bart-tiny/   config.json, vocab.json, merges.txt,
                         pytorch_model.bin   (Hugging Face BartForConditionalGeneration names)
+  testdata/electra-tiny/  config.json, tokenizer_config.json, vocab.txt,
+                        pytorch_model.bin   (ElectraForMaskedLM, the generator)
+  testdata/marian-tiny/   config.json, vocab.json, merges.txt,
+                        pytorch_model.bin   (MarianMTModel)
+  testdata/pegasus-tiny/  config.json, vocab.json, merges.txt,
+                        pytorch_model.bin   (PegasusForConditionalGeneration)
   testdata/corpus/      new-token corpora (see testdata/README.md)
 
 Only the Python standard library and torch are used (no transformers). The
 initial weights, the training text and the masking come from random.Random
-with fixed seeds. Both models are then pretrained a little with torch (see
+with fixed seeds. All models are then pretrained a little with torch (see
 "Pretraining" below and testdata/README.md), seeded, on one thread, with
 deterministic algorithms only, so the trained weights are the same on every
 run with the same torch build. The .bin files are written with
@@ -36,7 +42,15 @@ import string
 import sys
 import time
 
-import torch
+# OpenBLAS picks its kernels (and so the rounding of every matrix product in
+# pretraining) from OPENBLAS_CORETYPE, or by probing the CPU when it is unset.
+# The committed weights were made with the probed kernels, so drop a forced
+# core type (and L2 size) before torch loads OpenBLAS: a developer's or CI's
+# environment must not change the generated bits.
+os.environ.pop("OPENBLAS_CORETYPE", None)
+os.environ.pop("OPENBLAS_L2_SIZE", None)
+
+import torch  # noqa: E402  (after the environment fix above)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -348,8 +362,8 @@ def bert_vocab():
     return vocab
 
 
-def bert_state_dict(cfg):
-    init = Init(seed=1234)
+def bert_state_dict(cfg, seed=1234):
+    init = Init(seed=seed)
     V, H, I = cfg["vocab_size"], cfg["hidden_size"], cfg["intermediate_size"]
     P, T = cfg["max_position_embeddings"], cfg["type_vocab_size"]
     sd = collections.OrderedDict()
@@ -825,6 +839,17 @@ def pad_batch(seqs, pad_id):
     return ids, ids == pad_id
 
 
+def pad_decoder_batch(seqs, pad_id):
+    """pad_batch for decoder inputs: the padding mask comes from the lengths,
+    not from the ids, because Marian and Pegasus start decoding with <pad>
+    (decoder_start_token_id), which must stay visible. For BART (which starts
+    with </s>) both masks are the same."""
+    ids, _ = pad_batch(seqs, pad_id)
+    L = ids.shape[1]
+    pad = torch.tensor([[j >= len(s) for j in range(L)] for s in seqs], dtype=torch.bool)
+    return ids, pad
+
+
 def trainable(sd, skip):
     """Leaf copies of the float tensors (tied aliases left out), in state-dict order."""
     P = collections.OrderedDict()
@@ -882,7 +907,6 @@ def bert_example(rng, sent, vocab, nouns_ids, first_word):
     return inp, labels
 
 
-
 def ordinary_corpora(corpus_train):
     """Ordinary sentences (no new word) for the old-vocabulary guard.
 
@@ -903,13 +927,16 @@ def ordinary_corpora(corpus_train):
     return mix, held
 
 
-def pretrain_bert(sd, cfg, vocab_list, corpus_train):
+def pretrain_bert(sd, cfg, vocab_list, corpus_train, name="bert", seeds=(4242, 9001, 31337, 7), steps=BERT_STEPS):
+    """Masked-LM pretraining of a BERT-named state dict (ELECTRA's generator
+    is pretrained through the same names, then renamed). seeds: the Python
+    RNG, the training text, the held-out text and torch."""
     vocab = {t: i for i, t in enumerate(vocab_list)}
-    rng = random.Random(4242)
-    sents, _ = pretrain_text(9001, 700)
+    rng = random.Random(seeds[0])
+    sents, _ = pretrain_text(seeds[1], 700)
     sents += [replace_new_words(s, noun_for(rng)) for s in corpus_train]
     sents = dedupe(sents)
-    held, _ = pretrain_text(31337, 40)
+    held, _ = pretrain_text(seeds[2], 40)
     seen = set(sents)
     held = [s for s in dedupe(held) if s not in seen]
     for s in sents + held:
@@ -920,12 +947,12 @@ def pretrain_bert(sd, cfg, vocab_list, corpus_train):
     first_word = vocab["the"]
     mask_id = vocab["[MASK]"]
 
-    torch.manual_seed(7)
+    torch.manual_seed(seeds[3])
     P = trainable(sd, {"cls.predictions.decoder.weight", "cls.predictions.decoder.bias"})
     opt = make_optimizer(P, 1e-3, ("LayerNorm", "bias"))
     peak = 5e-3
     order = []
-    for step in range(BERT_STEPS):
+    for step in range(steps):
         if len(order) < BATCH:
             idx = list(range(len(sents)))
             rng.shuffle(idx)
@@ -935,7 +962,7 @@ def pretrain_bert(sd, cfg, vocab_list, corpus_train):
         ids, pad = pad_batch([b[0] for b in batch], 0)
         labels, _ = pad_batch([b[1] for b in batch], -100)
         for g in opt.param_groups:
-            g["lr"] = lr_at(step, BERT_STEPS, peak, 100)
+            g["lr"] = lr_at(step, steps, peak, 100)
         h = bert_encode(P, cfg, ids, pad)
         sel = labels != -100
         loss = torch.nn.functional.cross_entropy(bert_mlm_logits(P, cfg, h[sel]), labels[sel])
@@ -943,8 +970,8 @@ def pretrain_bert(sd, cfg, vocab_list, corpus_train):
         loss.backward()
         torch.nn.utils.clip_grad_norm_(list(P.values()), 1.0)
         opt.step()
-        if step % 200 == 0 or step == BERT_STEPS - 1:
-            print("  bert step %4d  loss %.3f" % (step, float(loss)))
+        if step % 200 == 0 or step == steps - 1:
+            print("  %s step %4d  loss %.3f" % (name, step, float(loss)))
 
     # Held-out ordinary sentences: every word masked in turn, and the noun slot.
     with torch.no_grad():
@@ -972,7 +999,7 @@ def pretrain_bert(sd, cfg, vocab_list, corpus_train):
                     noun_ok += pred == ids[i]
                     kind_ok += pred in nouns[kind]
                     noun_n += 1
-        print("  bert held-out (%d sentences): token accuracy %.1f%% (%d tokens, each masked alone), "
+        print("  " + name + " held-out (%d sentences): token accuracy %.1f%% (%d tokens, each masked alone), "
               "noun slot: exact %.1f%%, right kind %.1f%% (%d); chance %.2f%%"
               % (len(held), 100.0 * tok_ok / tok_n, tok_n, 100.0 * noun_ok / noun_n,
                  100.0 * kind_ok / noun_n, noun_n, 100.0 / len(vocab_list)))
@@ -988,14 +1015,23 @@ def pretrain_bert(sd, cfg, vocab_list, corpus_train):
         cos = [float(torch.nn.functional.cosine_similarity(hs[a], hs[b], dim=0))
                for a in range(4) for b in range(a + 1, 4)]
         print("    [MASK] hidden states of the 4 probes: mean pairwise cosine %.3f" % (sum(cos) / len(cos)))
-    print("  bert max |weight| %.3f" % check_sane(P, "bert"))
+    print("  %s max |weight| %.3f" % (name, check_sane(P, name)))
     return P
 
 
-def pretrain_bart(sd, cfg, vocab_list, merges, corpus_pairs):
+def pretrain_bart(sd, cfg, vocab_list, merges, corpus_pairs, name="bart", specials=(0, 1, 2, "<mask>"),
+                  seeds=(777, 9002, 4711, 8), steps=BART_STEPS, logits_fn=None, frozen=(), peak=5e-3):
+    """Seq2seq pretraining (denoising, copying, the task pairs) of BART and
+    of the other BART-like families (logits_fn: the family's forward).
+    specials: bos (None: no <s>), pad, eos and the mask token's string;
+    seeds: the Python RNG, the training text, the held-out text and torch;
+    frozen: keys that are not trained (static sinusoidal positions)."""
     ranks = {m: i for i, m in enumerate(merges)}
     vocab = {t: i for i, t in enumerate(vocab_list)}
-    bos, pad_id, eos, mask_id = 0, 1, 2, vocab["<mask>"]
+    bos, pad_id, eos, mask_id = specials[0], specials[1], specials[2], vocab[specials[3]]
+    bos_ = [] if bos is None else [bos]
+    if logits_fn is None:
+        logits_fn = bart_logits
 
     cache = {}
 
@@ -1005,14 +1041,14 @@ def pretrain_bart(sd, cfg, vocab_list, merges, corpus_pairs):
         return cache[text]
 
     def enc(text):
-        return [bos] + bpe(text) + [eos]
+        return bos_ + bpe(text) + [eos]
 
-    rng = random.Random(777)
-    sents, pairs = pretrain_text(9002, 400)
+    rng = random.Random(seeds[0])
+    sents, pairs = pretrain_text(seeds[1], 400)
     for a, b in corpus_pairs:
         nouns = noun_for(rng)  # the same noun on both sides
         pairs.append((replace_new_words(a, nouns), replace_new_words(b, nouns)))
-    held_s, held_p = pretrain_text(4711, 12)
+    held_s, held_p = pretrain_text(seeds[2], 12)
     seen = set(sents)
     held_s = [s for s in held_s if s not in seen]
 
@@ -1022,11 +1058,12 @@ def pretrain_bart(sd, cfg, vocab_list, merges, corpus_pairs):
             n = rng.randint(1, min(3, len(words)))
             i = rng.randrange(len(words) - n + 1)
             left, right = words[:i], words[i + n:]
-            src = [bos] + (bpe(" ".join(left)) if left else []) + [mask_id]
+            src = bos_ + (bpe(" ".join(left)) if left else []) + [mask_id]
             src += (bpe(" " + " ".join(right)) if right else []) + [eos]
         else:  # token masking
             src = enc(s)
-            src = [mask_id if 0 < j < len(src) - 1 and rng.random() < 0.2 else t for j, t in enumerate(src)]
+            first = len(bos_)  # never mask <s> or </s>
+            src = [mask_id if first <= j < len(src) - 1 and rng.random() < 0.2 else t for j, t in enumerate(src)]
         return src, enc(s)
 
     def example():
@@ -1040,34 +1077,35 @@ def pretrain_bart(sd, cfg, vocab_list, merges, corpus_pairs):
         a, b = rng.choice(pairs)
         return enc(a), enc(b)
 
-    torch.manual_seed(8)
+    torch.manual_seed(seeds[3])
     tied = {"model.encoder.embed_tokens.weight", "model.decoder.embed_tokens.weight", "lm_head.weight"}
-    P = trainable(sd, tied)
+    P = trainable(sd, tied | set(frozen))
+    for k in frozen:
+        P[k] = sd[k]  # read by the forward, never updated
     opt = make_optimizer(P, 1e-3, ("layer_norm", "layernorm", "bias"))
-    peak = 5e-3
-    for step in range(BART_STEPS):
+    for step in range(steps):
         batch = [example() for _ in range(BATCH)]
         src, src_pad = pad_batch([b[0] for b in batch], pad_id)
         tgt, tgt_pad = pad_batch([b[1] for b in batch], pad_id)
-        dec_in, dec_pad = pad_batch([[cfg["decoder_start_token_id"]] + b[1][:-1] for b in batch], pad_id)
+        dec_in, dec_pad = pad_decoder_batch([[cfg["decoder_start_token_id"]] + b[1][:-1] for b in batch], pad_id)
         for g in opt.param_groups:
-            g["lr"] = lr_at(step, BART_STEPS, peak, 100)
-        logits = bart_logits(P, cfg, src, src_pad, dec_in, dec_pad)
+            g["lr"] = lr_at(step, steps, peak, 100)
+        logits = logits_fn(P, cfg, src, src_pad, dec_in, dec_pad)
         loss = torch.nn.functional.cross_entropy(logits[~tgt_pad], tgt[~tgt_pad])
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(list(P.values()), 1.0)
         opt.step()
-        if step % 200 == 0 or step == BART_STEPS - 1:
-            print("  bart step %4d  loss %.3f" % (step, float(loss)))
+        if step % 200 == 0 or step == steps - 1:
+            print("  %s step %4d  loss %.3f" % (name, step, float(loss)))
 
     with torch.no_grad():
         def greedy(src):
             s, sp = pad_batch([src], pad_id)
             out = [cfg["decoder_start_token_id"]]
             while len(out) < cfg["max_length"]:
-                d, dp = pad_batch([out], pad_id)
-                nxt = int(bart_logits(P, cfg, s, sp, d, dp)[0, -1].argmax())
+                d, dp = pad_decoder_batch([out], pad_id)
+                nxt = int(logits_fn(P, cfg, s, sp, d, dp)[0, -1].argmax())
                 out.append(nxt)
                 if nxt == eos:
                     break
@@ -1080,15 +1118,310 @@ def pretrain_bart(sd, cfg, vocab_list, merges, corpus_pairs):
             for a, b in tests:
                 src, tgt = enc(a), enc(b)
                 s, sp = pad_batch([src], pad_id)
-                d, dp = pad_batch([[cfg["decoder_start_token_id"]] + tgt[:-1]], pad_id)
-                pred = bart_logits(P, cfg, s, sp, d, dp)[0].argmax(-1).tolist()
+                d, dp = pad_decoder_batch([[cfg["decoder_start_token_id"]] + tgt[:-1]], pad_id)
+                pred = logits_fn(P, cfg, s, sp, d, dp)[0].argmax(-1).tolist()
                 tok_ok += sum(int(p == t) for p, t in zip(pred, tgt))
                 tok_n += len(tgt)
                 exact += greedy(src) == tgt
-            print("  bart held-out %s pairs: teacher-forced token accuracy %.1f%%, greedy exact match %d/%d"
-                  % (what, 100.0 * tok_ok / tok_n, exact, len(tests)))
-    print("  bart max |weight| %.3f" % check_sane(P, "bart"))
+            print("  %s held-out %s pairs: teacher-forced token accuracy %.1f%%, greedy exact match %d/%d"
+                  % (name, what, 100.0 * tok_ok / tok_n, exact, len(tests)))
+    for k in frozen:
+        del P[k]
+    print("  %s max |weight| %.3f" % (name, check_sane(P, name)))
     return P
+
+
+# ---------------------------------------------------------------------------
+# The other families cybertron converts: ELECTRA (onto BERT), Marian and
+# Pegasus (onto BART)
+# ---------------------------------------------------------------------------
+#
+# cybertron's converter maps model_type "electra" onto its BERT and "marian"
+# / "pegasus" onto its BART, with each family's config flags. The tiny
+# checkpoints below use each family's real Hugging Face parameter names and
+# config keys (including the legacy BART-style flags that the Helsinki-NLP
+# and google checkpoints carry and that cybertron reads), are pretrained a
+# little as BERT and BART are, and reuse their vocabularies (ELECTRA the
+# WordPiece one; Marian and Pegasus the byte-level BPE tokens, with each
+# family's special tokens and ids, written as vocab.json + merges.txt in
+# place of their SentencePiece models).
+
+ELECTRA_STEPS = 800
+S2S_FAMILY_STEPS = 800
+
+# ElectraForMaskedLM (the generator) names, from the BERT names the
+# pretraining forward uses. ELECTRA has no pooler; its MLM head is
+# generator_predictions (dense, gelu, LayerNorm) and generator_lm_head,
+# whose weight is tied to the word embeddings.
+ELECTRA_HEAD_NAMES = [
+    ("cls.predictions.transform.LayerNorm.weight", "generator_predictions.LayerNorm.weight"),
+    ("cls.predictions.transform.LayerNorm.bias", "generator_predictions.LayerNorm.bias"),
+    ("cls.predictions.transform.dense.weight", "generator_predictions.dense.weight"),
+    ("cls.predictions.transform.dense.bias", "generator_predictions.dense.bias"),
+]
+
+
+def write_electra(out_dir, bert_vocab_list, corpus_train):
+    cfg = collections.OrderedDict([
+        ("architectures", ["ElectraForMaskedLM"]),
+        ("attention_probs_dropout_prob", 0.1),
+        ("classifier_dropout", None),
+        ("embedding_size", 32),
+        ("hidden_act", "gelu"),
+        ("hidden_dropout_prob", 0.1),
+        ("hidden_size", 32),
+        ("initializer_range", 0.02),
+        ("intermediate_size", 64),
+        ("layer_norm_eps", 1e-12),
+        ("max_position_embeddings", 64),
+        ("model_type", "electra"),
+        ("num_attention_heads", 4),
+        ("num_hidden_layers", 2),
+        ("pad_token_id", 0),
+        ("position_embedding_type", "absolute"),
+        ("summary_activation", "gelu"),
+        ("summary_last_dropout", 0.1),
+        ("summary_type", "first"),
+        ("summary_use_proj", True),
+        ("tie_word_embeddings", True),
+        ("torch_dtype", "float32"),
+        ("transformers_version", "4.30.2"),
+        ("type_vocab_size", 2),
+        ("use_cache", True),
+        ("vocab_size", len(bert_vocab_list)),
+    ])
+    tok_cfg = collections.OrderedDict([
+        ("cls_token", "[CLS]"),
+        ("do_lower_case", True),
+        ("mask_token", "[MASK]"),
+        ("model_max_length", 64),
+        ("pad_token", "[PAD]"),
+        ("sep_token", "[SEP]"),
+        ("strip_accents", None),
+        ("tokenize_chinese_chars", True),
+        ("tokenizer_class", "ElectraTokenizer"),
+        ("unk_token", "[UNK]"),
+    ])
+    sd = bert_state_dict(cfg, seed=2468)
+    P = pretrain_bert(sd, cfg, bert_vocab_list, corpus_train, name="electra",
+                      seeds=(2424, 9003, 31338, 9), steps=ELECTRA_STEPS)
+    for k, v in P.items():
+        sd[k] = v.detach()
+    out = collections.OrderedDict()
+    for k, v in sd.items():
+        if k.startswith("bert.embeddings.") or k.startswith("bert.encoder."):
+            out["electra." + k[len("bert."):]] = v
+    for src, dst in ELECTRA_HEAD_NAMES:
+        out[dst] = sd[src]
+    word = out["electra.embeddings.word_embeddings.weight"]
+    out["generator_lm_head.weight"] = word.detach()  # tied: same storage
+    out["generator_lm_head.bias"] = sd["cls.predictions.bias"]
+    write_json(os.path.join(out_dir, "config.json"), cfg)
+    write_json(os.path.join(out_dir, "tokenizer_config.json"), tok_cfg)
+    write_text(os.path.join(out_dir, "vocab.txt"), "".join(t + "\n" for t in bert_vocab_list))
+    save_state_dict(os.path.join(out_dir, "pytorch_model.bin"), out)
+
+
+def sinusoidal_positions(n, d):
+    """Marian's and Pegasus' static position table: sin of the even
+    frequencies in the first half of the columns, cos in the second."""
+    half = d // 2 if d % 2 == 0 else d // 2 + 1
+    out = torch.zeros(n, d, dtype=torch.float32)
+    for pos in range(n):
+        for j in range(d):
+            angle = pos / math.pow(10000, 2 * (j // 2) / d)
+            if j % 2 == 0:
+                out[pos, j // 2] = math.sin(angle)
+            else:
+                out[pos, half + j // 2] = math.cos(angle)
+    return out
+
+
+def act(cfg, x):
+    name = cfg["activation_function"]
+    if name == "swish":
+        return torch.nn.functional.silu(x)
+    if name == "relu":
+        return torch.nn.functional.relu(x)
+    if name == "gelu":
+        return gelu(x)
+    raise ValueError(name)
+
+
+def s2s_embed(P, cfg, side, ids):
+    """Scaled shared embeddings + positions (+ layernorm_embedding), the
+    BART-family embedding with the family's flags."""
+    p = "model." + side
+    L = ids.shape[1]
+    scale = math.sqrt(cfg["d_model"]) if cfg["scale_embedding"] else 1.0
+    x = torch.nn.functional.embedding(ids, P["model.shared.weight"], padding_idx=cfg["pad_token_id"]) * scale
+    x = x + P[p + ".embed_positions.weight"][:L]
+    if cfg["normalize_embedding"]:
+        x = layer_norm(P, p + ".layernorm_embedding", x, 1e-5)
+    return x
+
+
+def s2s_block(cfg, P, norm_prefix, x, f):
+    """A residual block, pre-norm (x + f(norm(x))) or post-norm (norm(x + f(x)))."""
+    if cfg["normalize_before"]:
+        return x + f(layer_norm(P, norm_prefix, x, 1e-5))
+    return layer_norm(P, norm_prefix, x + f(x), 1e-5)
+
+
+def s2s_logits(P, cfg, src, src_pad, dec_in, dec_pad):
+    """MarianMTModel / PegasusForConditionalGeneration logits: BART's
+    layers with the family's flags (pre- or post-norm, scaled embeddings,
+    static positions, final layer norms, activation)."""
+    src_mask = src_pad[:, None, None, :].float() * NEG
+    x = s2s_embed(P, cfg, "encoder", src)
+    for i in range(cfg["encoder_layers"]):
+        lp = "model.encoder.layers.%d" % i
+        heads = cfg["encoder_attention_heads"]
+        x = s2s_block(cfg, P, lp + ".self_attn_layer_norm", x,
+                      lambda h: bart_attn(P, lp + ".self_attn", h, h, heads, src_mask))
+        x = s2s_block(cfg, P, lp + ".final_layer_norm", x,
+                      lambda h: linear(P, lp + ".fc2", act(cfg, linear(P, lp + ".fc1", h))))
+    if cfg["add_final_layer_norm"]:
+        x = layer_norm(P, "model.encoder.layer_norm", x, 1e-5)
+    enc = x
+    Ld = dec_in.shape[1]
+    causal = torch.triu(torch.full((Ld, Ld), NEG), diagonal=1)
+    self_mask = torch.minimum(causal[None, None], dec_pad[:, None, None, :].float() * NEG)
+    y = s2s_embed(P, cfg, "decoder", dec_in)
+    for i in range(cfg["decoder_layers"]):
+        lp = "model.decoder.layers.%d" % i
+        heads = cfg["decoder_attention_heads"]
+        y = s2s_block(cfg, P, lp + ".self_attn_layer_norm", y,
+                      lambda h: bart_attn(P, lp + ".self_attn", h, h, heads, self_mask))
+        y = s2s_block(cfg, P, lp + ".encoder_attn_layer_norm", y,
+                      lambda h: bart_attn(P, lp + ".encoder_attn", h, enc, heads, src_mask))
+        y = s2s_block(cfg, P, lp + ".final_layer_norm", y,
+                      lambda h: linear(P, lp + ".fc2", act(cfg, linear(P, lp + ".fc1", h))))
+    if cfg["add_final_layer_norm"]:
+        y = layer_norm(P, "model.decoder.layer_norm", y, 1e-5)
+    return torch.nn.functional.linear(y, P["model.shared.weight"]) + P["final_logits_bias"]
+
+
+def s2s_state_dict(cfg, seed):
+    """State dict of a MarianMTModel / PegasusForConditionalGeneration, in
+    the order and with the names Hugging Face saves."""
+    init = Init(seed=seed)
+    V, D = cfg["vocab_size"], cfg["d_model"]
+    sd = collections.OrderedDict()
+    # Scaled by sqrt(d_model) in the forward: start at std d_model**-0.5 (as
+    # fairseq's transformer does), so that tokens are not drowned by the
+    # unit-size sinusoidal positions.
+    shared = init.normal(V, D, std=D ** -0.5)
+    sd["final_logits_bias"] = init.normal(1, V)
+    sd["model.shared.weight"] = shared
+    positions = sinusoidal_positions(cfg["max_position_embeddings"], D)
+    for side in ("encoder", "decoder"):
+        p = "model." + side
+        sd[p + ".embed_tokens.weight"] = shared.detach()
+        sd[p + ".embed_positions.weight"] = positions.clone()
+        for i in range(cfg[side + "_layers"]):
+            lp = "%s.layers.%d" % (p, i)
+            attns = ["self_attn"] + (["encoder_attn"] if side == "decoder" else [])
+            for att in attns:
+                for proj in ("k_proj", "v_proj", "q_proj", "out_proj"):
+                    init.linear(sd, "%s.%s.%s" % (lp, att, proj), D, D)
+                init.layer_norm(sd, "%s.%s_layer_norm" % (lp, att), D)
+            init.linear(sd, lp + ".fc1", D, cfg[side + "_ffn_dim"])
+            init.linear(sd, lp + ".fc2", cfg[side + "_ffn_dim"], D)
+            init.layer_norm(sd, lp + ".final_layer_norm", D)
+        if cfg["add_final_layer_norm"]:
+            init.layer_norm(sd, p + ".layer_norm", D)
+    sd["lm_head.weight"] = shared.detach()
+    return sd
+
+
+def s2s_config(family, vocab_list, ids):
+    """config.json of the tiny Marian or Pegasus: the family's flags as its
+    published checkpoints state them (cybertron reads the legacy BART-style
+    ones: normalize_before, normalize_embedding, static_position_embeddings,
+    scale_embedding, add_final_layer_norm). Keys sorted, as transformers
+    writes them."""
+    marian = family == "marian"
+    cfg = {
+        "_name_or_path": "gopeft/%s-tiny" % family,
+        "activation_dropout": 0.0 if marian else 0.1,
+        "activation_function": "swish" if marian else "relu",
+        "add_bias_logits": False,
+        "add_final_layer_norm": not marian,
+        "architectures": ["MarianMTModel" if marian else "PegasusForConditionalGeneration"],
+        "attention_dropout": 0.0 if marian else 0.1,
+        "bos_token_id": 0,
+        "classif_dropout": 0.0,
+        "classifier_dropout": 0.0,
+        "d_model": 32,
+        "decoder_attention_heads": 4,
+        "decoder_ffn_dim": 64,
+        "decoder_layerdrop": 0.0,
+        "decoder_layers": 2,
+        "decoder_start_token_id": ids["<pad>"],
+        "dropout": 0.1,
+        "encoder_attention_heads": 4,
+        "encoder_ffn_dim": 64,
+        "encoder_layerdrop": 0.0,
+        "encoder_layers": 2,
+        "eos_token_id": ids["</s>"],
+        "forced_eos_token_id": ids["</s>"],
+        "init_std": 0.02,
+        "is_encoder_decoder": True,
+        "length_penalty": 1.0 if marian else 0.6,
+        "max_length": 20,
+        "max_position_embeddings": 64,
+        "model_type": family,
+        "normalize_before": not marian,
+        "normalize_embedding": False,
+        "num_beams": 1,
+        "num_hidden_layers": 2,
+        "pad_token_id": ids["<pad>"],
+        "scale_embedding": True,
+        "static_position_embeddings": True,
+        "tie_word_embeddings": True,
+        "torch_dtype": "float32",
+        "transformers_version": "4.30.2",
+        "use_cache": True,
+        "vocab_size": len(vocab_list),
+    }
+    if marian:
+        cfg["decoder_vocab_size"] = len(vocab_list)
+        cfg["share_encoder_decoder_embeddings"] = True
+    else:
+        cfg["extra_pos_embeddings"] = 1
+    return collections.OrderedDict(sorted(cfg.items()))
+
+
+def write_s2s_family(out_dir, family, bart_vocab, merges, corpus_pairs, seeds):
+    """The tiny Marian (</s>=0, <unk>=1, <pad> last, no <s>, decoder starts
+    with <pad>) or Pegasus (<pad>=0, </s>=1, <unk>=2, <mask_1>, <mask_2>; no
+    <s>, decoder starts with <pad>), over BART's byte-level BPE tokens."""
+    core = [t for t in bart_vocab if t not in ("<s>", "<pad>", "</s>", "<unk>", "<mask>")]
+    if family == "marian":
+        vocab = ["</s>", "<unk>"] + core + ["<pad>"]
+        mask = "<unk>"  # Marian has no mask token; denoising masks with <unk>
+    else:
+        vocab = ["<pad>", "</s>", "<unk>", "<mask_1>", "<mask_2>"] + core
+        mask = "<mask_2>"
+    assert len(set(vocab)) == len(vocab)
+    ids = {t: i for i, t in enumerate(vocab)}
+    cfg = s2s_config(family, vocab, ids)
+    sd = s2s_state_dict(cfg, seeds[0])
+    positions = ("model.encoder.embed_positions.weight", "model.decoder.embed_positions.weight")
+    P = pretrain_bart(sd, cfg, vocab, merges, corpus_pairs, name=family,
+                      specials=(None, ids["<pad>"], ids["</s>"], mask), seeds=seeds[1:],
+                      steps=S2S_FAMILY_STEPS, logits_fn=s2s_logits, frozen=positions, peak=3e-3)
+    for k, v in P.items():
+        sd[k] = v.detach()
+    for k in ("model.encoder.embed_tokens.weight", "model.decoder.embed_tokens.weight", "lm_head.weight"):
+        sd[k] = sd["model.shared.weight"].detach()  # tied: same storage
+    write_json(os.path.join(out_dir, "config.json"), cfg)
+    write_text(os.path.join(out_dir, "vocab.json"),
+               json.dumps(collections.OrderedDict((t, i) for i, t in enumerate(vocab)), ensure_ascii=False) + "\n")
+    write_text(os.path.join(out_dir, "merges.txt"), "#version: 0.2\n" + "".join("%s %s\n" % m for m in merges))
+    save_state_dict(os.path.join(out_dir, "pytorch_model.bin"), sd)
+    return vocab, cfg
 
 
 # ---------------------------------------------------------------------------
@@ -1134,6 +1467,13 @@ def main():
     bert_vocab_list = write_bert(os.path.join(HERE, "bert-tiny"), train)
     all_lines = train + evl + ["%s\t%s" % p for p in s2s_train + s2s_eval]
     bart_vocab, merges, bart_cfg = write_bart(os.path.join(HERE, "bart-tiny"), all_lines, s2s_train)
+    # The other families come after BERT and BART, from their own seeds, so
+    # that adding them changed no bit of the first two.
+    write_electra(os.path.join(HERE, "electra-tiny"), bert_vocab_list, train)
+    family_vocab = {}
+    for family, seeds in (("marian", (6789, 778, 9004, 4712, 10)), ("pegasus", (7890, 779, 9005, 4713, 11))):
+        family_vocab[family] = write_s2s_family(os.path.join(HERE, family + "-tiny"), family, bart_vocab, merges,
+                                                s2s_train, seeds)
 
     # Self-checks.
     bset = set(bert_vocab_list)
@@ -1154,6 +1494,9 @@ def main():
 
     print("bert-tiny: vocab %d" % len(bert_vocab_list))
     print("bart-tiny: vocab %d, merges %d" % (len(bart_vocab), len(merges)))
+    print("electra-tiny: vocab %d" % len(bert_vocab_list))
+    for family, (vocab, _) in family_vocab.items():
+        print("%s-tiny: vocab %d" % (family, len(vocab)))
     print("corpus: mlm %d/%d lines, seq2seq %d/%d pairs" % (len(train), len(evl), len(s2s_train), len(s2s_eval)))
     print("done in %.1fs" % (time.time() - start))
     return 0

@@ -30,9 +30,15 @@ import (
 
 // Names of the tiny models.
 const (
-	BERTName = "bert-tiny"
-	BARTName = "bart-tiny"
+	BERTName    = "bert-tiny"
+	BARTName    = "bart-tiny"
+	ELECTRAName = "electra-tiny" // ElectraForMaskedLM (the generator), onto cybertron's BERT
+	MarianName  = "marian-tiny"  // MarianMTModel, onto cybertron's BART
+	PegasusName = "pegasus-tiny" // PegasusForConditionalGeneration, onto cybertron's BART
 )
+
+// Names lists every tiny model.
+var Names = []string{BERTName, BARTName, ELECTRAName, MarianName, PegasusName}
 
 // SpagoModelFile is the file name of a converted model inside a model directory.
 const SpagoModelFile = "spago_model.bin"
@@ -113,8 +119,8 @@ func Corpus(name string) string {
 }
 
 func checkName(name string) error {
-	if name != BERTName && name != BARTName {
-		return fmt.Errorf("testmodels: unknown model %q (want %q or %q)", name, BERTName, BARTName)
+	if caches[name] == nil {
+		return fmt.Errorf("testmodels: unknown model %q (want one of %q)", name, Names)
 	}
 	return nil
 }
@@ -171,7 +177,13 @@ func Convert(dst string, name string) (dir string, err error) {
 			dir, err = "", fmt.Errorf("testmodels: converting %s panicked: %v", name, r)
 		}
 	}()
-	if err := converter.Convert[float32](dir, true); err != nil {
+	convert := converter.Convert[float32]
+	if name == ELECTRAName {
+		// cybertron's converter panics on ElectraForMaskedLM: models
+		// converts the encoder with it and adds the generator's head.
+		convert = models.ConvertELECTRA
+	}
+	if err := convert(dir, true); err != nil {
 		return "", fmt.Errorf("testmodels: converting %s: %w", name, err)
 	}
 	if _, err := os.Stat(filepath.Join(dir, SpagoModelFile)); err != nil {
@@ -195,7 +207,7 @@ type cache struct {
 	err  error
 }
 
-var caches = map[string]*cache{BERTName: {}, BARTName: {}}
+var caches = map[string]*cache{BERTName: {}, BARTName: {}, ELECTRAName: {}, MarianName: {}, PegasusName: {}}
 
 // converted returns the bytes of spago_model.bin for the model, converting it
 // once per process in a temporary directory that is removed afterwards.
@@ -267,6 +279,42 @@ func BART(t testing.TB) *bart.ModelForConditionalGeneration {
 	m := loadFresh[*bart.ModelForConditionalGeneration](t, BARTName)
 	RewireBARTShared(m)
 	require.NoError(t, models.HFFunction(m))
+	return m
+}
+
+// ELECTRA returns an independent copy of the converted tiny ELECTRA
+// generator (testdata/electra-tiny) as cybertron's BERT masked LM; its
+// Bert.Config.ModelType is "electra". It has BERT's last-row quirk.
+func ELECTRA(t testing.TB) *bert.ModelForMaskedLM {
+	t.Helper()
+	return loadFresh[*bert.ModelForMaskedLM](t, ELECTRAName)
+}
+
+// Marian returns an independent copy of the converted tiny Marian
+// (testdata/marian-tiny) as cybertron's BART for conditional generation,
+// with the shared embeddings re-wired.
+func Marian(t testing.TB) *bart.ModelForConditionalGeneration {
+	t.Helper()
+	m := loadFresh[*bart.ModelForConditionalGeneration](t, MarianName)
+	RewireBARTShared(m)
+	return m
+}
+
+// Pegasus returns an independent copy of the converted tiny Pegasus
+// (testdata/pegasus-tiny), as Marian does.
+func Pegasus(t testing.TB) *bart.ModelForConditionalGeneration {
+	t.Helper()
+	m := loadFresh[*bart.ModelForConditionalGeneration](t, PegasusName)
+	RewireBARTShared(m)
+	return m
+}
+
+// Seq2Seq returns the converted tiny encoder-decoder model of the given name
+// (BARTName, MarianName or PegasusName).
+func Seq2Seq(t testing.TB, name string) *bart.ModelForConditionalGeneration {
+	t.Helper()
+	m := loadFresh[*bart.ModelForConditionalGeneration](t, name)
+	RewireBARTShared(m)
 	return m
 }
 
