@@ -2,8 +2,10 @@ package models
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
@@ -32,13 +34,15 @@ var stdoutMu sync.Mutex
 // a debug report through zerolog; Convert silences both (stdout is
 // redirected and zerolog's global level raised to warn during the call).
 func Convert(dir string, overwrite bool) error {
-	if _, err := os.Stat(filepath.Join(dir, "config.json")); err != nil {
+	if err := regular.Check(filepath.Join(dir, "config.json")); err != nil {
 		return fmt.Errorf("models: %s is not a model directory: %w", dir, err)
 	}
-	if _, err := os.Stat(filepath.Join(dir, SpagoFile)); err == nil && !overwrite {
+	if err := regular.Check(filepath.Join(dir, SpagoFile)); err == nil && !overwrite {
 		return nil
+	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("models: %w", err)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "pytorch_model.bin")); err != nil {
+	if err := regular.Check(filepath.Join(dir, "pytorch_model.bin")); err != nil {
 		return fmt.Errorf("models: nothing to convert in %s: %w", dir, err)
 	}
 	if mt, err := modelType(dir); err == nil && mt == "electra" {
@@ -71,7 +75,7 @@ func LoadBERT(dir string) (*bert.ModelForMaskedLM, error) {
 	if err := Convert(dir, false); err != nil {
 		return nil, err
 	}
-	m, err := nn.LoadFromFile[*bert.ModelForMaskedLM](filepath.Join(dir, SpagoFile))
+	m, err := loadSpago[*bert.ModelForMaskedLM](filepath.Join(dir, SpagoFile))
 	if err != nil {
 		return nil, fmt.Errorf("models: loading %s as BERT for masked LM: %w", dir, err)
 	}
@@ -90,7 +94,7 @@ func LoadBART(dir string) (*bart.ModelForConditionalGeneration, error) {
 	if err := Convert(dir, false); err != nil {
 		return nil, err
 	}
-	m, err := nn.LoadFromFile[*bart.ModelForConditionalGeneration](filepath.Join(dir, SpagoFile))
+	m, err := loadSpago[*bart.ModelForConditionalGeneration](filepath.Join(dir, SpagoFile))
 	if err != nil {
 		return nil, fmt.Errorf("models: loading %s as BART for conditional generation: %w", dir, err)
 	}
@@ -166,6 +170,18 @@ func TinyBART(workDir string) (*bart.ModelForConditionalGeneration, string, erro
 	}
 	m, err := LoadBART(dir)
 	return m, dir, err
+}
+
+// loadSpago decodes a spago model file as nn.LoadFromFile does, but opens it
+// with regular.Open: a FIFO or other special file is an error at once.
+func loadSpago[T any](file string) (T, error) {
+	var zero T
+	f, _, err := regular.Open(file)
+	if err != nil {
+		return zero, err
+	}
+	defer f.Close()
+	return nn.Load[T](f)
 }
 
 // Save writes model to dir/spago_model.bin atomically (a temporary file in

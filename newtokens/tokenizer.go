@@ -1,8 +1,12 @@
 package newtokens
 
 import (
+	"bufio"
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -15,6 +19,8 @@ import (
 	"github.com/nlpodyssey/cybertron/pkg/tokenizers/bpetokenizer"
 	"github.com/nlpodyssey/cybertron/pkg/tokenizers/wordpiecetokenizer"
 	"github.com/nlpodyssey/cybertron/pkg/vocabulary"
+
+	"github.com/gopeft/gopeft/internal/regular"
 )
 
 // Kinds of tokenizer.
@@ -134,7 +140,10 @@ func NewBERTTokenizer(vocab *vocabulary.Vocabulary, added []string, lowerCase bo
 // does), but then with the same id.
 func NewBARTTokenizer(dir string, added []AddedToken) (*Tokenizer, error) {
 	vocabFile := filepath.Join(dir, "vocab.json")
-	data, err := os.ReadFile(vocabFile)
+	if err := regular.Check(filepath.Join(dir, "merges.txt")); err != nil {
+		return nil, fmt.Errorf("newtokens: NewBARTTokenizer: %w", err)
+	}
+	data, err := regular.ReadFile(vocabFile, maxVocabFile)
 	if err != nil {
 		return nil, fmt.Errorf("newtokens: NewBARTTokenizer: %w", err)
 	}
@@ -195,8 +204,15 @@ func LoadTokenizer(dir string) (*Tokenizer, error) {
 	if err != nil {
 		return nil, err
 	}
+	for _, f := range []string{"vocab.txt", "vocab.json", "merges.txt", "tokenizer_config.json"} {
+		// A FIFO or other special file under one of these names is an
+		// error at once, never a hang in a reader that opens it.
+		if err := regular.Check(filepath.Join(dir, f)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("newtokens: LoadTokenizer: %w", err)
+		}
+	}
 	if fileExists(filepath.Join(dir, "vocab.txt")) {
-		vocab, err := vocabulary.NewFromFile(filepath.Join(dir, "vocab.txt"))
+		vocab, err := readVocabTxt(filepath.Join(dir, "vocab.txt"))
 		if err != nil {
 			return nil, fmt.Errorf("newtokens: LoadTokenizer: %w", err)
 		}
@@ -227,14 +243,36 @@ func LoadTokenizer(dir string) (*Tokenizer, error) {
 	return nil, fmt.Errorf("newtokens: LoadTokenizer: %s has neither vocab.txt (BERT) nor vocab.json + merges.txt (BART)", dir)
 }
 
+// maxVocabFile bounds the vocabulary files read whole (vocab.txt,
+// vocab.json).
+const maxVocabFile = 256 << 20
+
+// readVocabTxt reads a BERT vocab.txt, one term per line, as cybertron's
+// vocabulary.NewFromFile does, but through regular.ReadFile.
+func readVocabTxt(file string) (*vocabulary.Vocabulary, error) {
+	data, err := regular.ReadFile(file, maxVocabFile)
+	if err != nil {
+		return nil, err
+	}
+	voc := vocabulary.New(nil)
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		voc.Add(sc.Text())
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	return voc, nil
+}
+
 func fileExists(name string) bool {
 	st, err := os.Stat(name)
 	return err == nil && st.Mode().IsRegular()
 }
 
 func readDoLowerCase(file string) (bool, error) {
-	data, err := os.ReadFile(file)
-	if os.IsNotExist(err) {
+	data, err := regular.ReadFile(file, maxConfigJSON)
+	if errors.Is(err, fs.ErrNotExist) {
 		return true, nil
 	}
 	if err != nil {
