@@ -3,6 +3,7 @@ package newtokens
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -204,4 +205,50 @@ func TestLoadTokenizerHFLayout(t *testing.T) {
 func TestZeroTokenizer(t *testing.T) {
 	_, err := AddTokens(testmodels.BERT(t), &Tokenizer{}, newWords, nil)
 	assert.ErrorContains(t, err, "not built by NewBERTTokenizer")
+}
+
+// TestWriteVocabFilesInjectedFailures fails WriteVocabFiles at every stage
+// of its write: each time every file keeps its previous content, no
+// temporary file is left and the previous vocabulary loads.
+func TestWriteVocabFilesInjectedFailures(t *testing.T) {
+	dir, m, tok := grownBERTDir(t)
+	_, err := AddTokens(m, tok, newWords[1:], nil)
+	require.NoError(t, err)
+	var stages []string
+	vocabHook = func(s string) error { stages = append(stages, s); return nil }
+	probe := t.TempDir()
+	for _, f := range []string{"config.json", "vocab.txt", "added_tokens.json", "tokenizer_config.json"} {
+		data, err := os.ReadFile(filepath.Join(dir, f))
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(filepath.Join(probe, f), data, 0o644))
+	}
+	require.NoError(t, WriteVocabFiles(probe, tok)) // records the stages
+	vocabHook = nil
+	require.Equal(t, []string{"write added_tokens.json", "write vocab.txt", "write config.json", "sync", "backup",
+		"rename added_tokens.json", "rename vocab.txt", "rename config.json", "sync dir"}, stages)
+
+	before := dirState(t, dir)
+	boom := errors.New("injected")
+	for _, stage := range stages {
+		t.Run(stage, func(t *testing.T) {
+			vocabHook = func(s string) error {
+				if s == stage {
+					return boom
+				}
+				return nil
+			}
+			defer func() { vocabHook = nil }()
+			err := WriteVocabFiles(dir, tok)
+			require.ErrorIs(t, err, boom)
+			assert.ErrorContains(t, err, stage)
+			assert.Equal(t, before, dirState(t, dir))
+			old, err := LoadTokenizer(dir)
+			require.NoError(t, err)
+			assert.Equal(t, tok.VocabSize()-len(newWords)+1, old.VocabSize())
+		})
+	}
+	require.NoError(t, WriteVocabFiles(dir, tok))
+	now, err := LoadTokenizer(dir)
+	require.NoError(t, err)
+	assert.Equal(t, tok.VocabSize(), now.VocabSize())
 }

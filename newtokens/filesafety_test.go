@@ -1,0 +1,138 @@
+package newtokens
+
+// Issue 10 points 2 and 9: vocabulary files are written all or nothing,
+// and no read blocks on a special file. These tests use only API that
+// existed before the fix, so that they can be run against the old code
+// (where they fail or hang).
+
+import (
+	"net"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nlpodyssey/cybertron/pkg/models/bert"
+	"github.com/nlpodyssey/spago/nn"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/gopeft/gopeft/internal/testmodels"
+)
+
+// within runs fn and fails the test if it does not return within 10 s.
+func within(t *testing.T, fn func() error) error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- fn() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(10 * time.Second):
+		t.Fatal("blocked for 10 s (on a special file?)")
+		return nil
+	}
+}
+
+// dirState maps every entry of dir to its content ("<dir>", "<mode>" for
+// non-regular entries).
+func dirState(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	for _, e := range entries {
+		if !e.Type().IsRegular() {
+			out[e.Name()] = "<" + e.Type().String() + ">"
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		require.NoError(t, err)
+		out[e.Name()] = string(b)
+	}
+	return out
+}
+
+// grownBERTDir is a BERT model directory whose vocabulary files already
+// hold one added word, with the model and tokenizer that wrote them.
+func grownBERTDir(t *testing.T) (string, *bert.ModelForMaskedLM, *Tokenizer) {
+	t.Helper()
+	dir := testmodels.ConvertedDir(t, testmodels.BERTName)
+	m, err := nn.LoadFromFile[*bert.ModelForMaskedLM](filepath.Join(dir, testmodels.SpagoModelFile))
+	require.NoError(t, err)
+	tok, err := LoadTokenizer(dir)
+	require.NoError(t, err)
+	_, err = AddTokens(m, tok, newWords[:1], nil)
+	require.NoError(t, err)
+	require.NoError(t, WriteVocabFiles(dir, tok))
+	return dir, m, tok
+}
+
+// TestWriteVocabFilesAllOrNothing: when WriteVocabFiles fails, every file
+// keeps its previous content (no temporary file left) and the tokenizer
+// loads the previous state.
+func TestWriteVocabFilesAllOrNothing(t *testing.T) {
+	cases := []struct {
+		name  string
+		spoil func(t *testing.T, dir string)
+	}{
+		{"config.json malformed", func(t *testing.T, dir string) {
+			require.NoError(t, os.WriteFile(filepath.Join(dir, "config.json"), []byte(`{"vocab_size": `), 0o644))
+		}},
+		{"config.json is a FIFO", func(t *testing.T, dir string) {
+			require.NoError(t, os.Remove(filepath.Join(dir, "config.json")))
+			require.NoError(t, syscall.Mkfifo(filepath.Join(dir, "config.json"), 0o644))
+		}},
+		{"config.json is a directory", func(t *testing.T, dir string) {
+			require.NoError(t, os.Remove(filepath.Join(dir, "config.json")))
+			require.NoError(t, os.Mkdir(filepath.Join(dir, "config.json"), 0o755))
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dir, m, tok := grownBERTDir(t)
+			tc.spoil(t, dir)
+			before := dirState(t, dir)
+			_, err := AddTokens(m, tok, newWords[1:], nil)
+			require.NoError(t, err)
+			err = within(t, func() error { return WriteVocabFiles(dir, tok) })
+			require.Error(t, err)
+			assert.Equal(t, before, dirState(t, dir), "every file as it was, no temporary file")
+			old, err := LoadTokenizer(dir)
+			require.NoError(t, err)
+			assert.Equal(t, tok.VocabSize()-len(newWords)+1, old.VocabSize(), "the previous vocabulary loads")
+		})
+	}
+}
+
+// TestLoadTokenizerSpecialFiles: a FIFO or socket under a vocabulary file
+// name is an error at once, naming the file.
+func TestLoadTokenizerSpecialFiles(t *testing.T) {
+	kinds := map[string]func(t *testing.T, p string){
+		"FIFO": func(t *testing.T, p string) { require.NoError(t, syscall.Mkfifo(p, 0o644)) },
+		"socket": func(t *testing.T, p string) {
+			short, err := os.MkdirTemp("", "s") // socket paths are limited to ~100 bytes
+			require.NoError(t, err)
+			t.Cleanup(func() { os.RemoveAll(short) })
+			l, err := net.Listen("unix", filepath.Join(short, "s"))
+			require.NoError(t, err)
+			t.Cleanup(func() { l.Close() })
+			require.NoError(t, os.Symlink(filepath.Join(short, "s"), p))
+		},
+	}
+	for kind, mk := range kinds {
+		for _, file := range []string{"vocab.txt", "added_tokens.json", "tokenizer_config.json"} {
+			t.Run(kind+" as "+file, func(t *testing.T) {
+				dir, _, _ := grownBERTDir(t)
+				p := filepath.Join(dir, file)
+				require.NoError(t, os.Remove(p))
+				mk(t, p)
+				err := within(t, func() error { _, err := LoadTokenizer(dir); return err })
+				require.Error(t, err)
+				assert.ErrorContains(t, err, p)
+				assert.ErrorContains(t, err, "not a regular file")
+			})
+		}
+	}
+}
