@@ -37,7 +37,7 @@ func within(t *testing.T, fn func() error) error {
 // notebook cell) keeps everything the user saved beside the model.
 func TestTinyKeepsUserFiles(t *testing.T) {
 	user := map[string]string{
-		"adapter/adapter_config.json": "{}",
+		"adapter/adapter_config.json":       "{}",
 		"adapter/adapter_model.safetensors": "rows",
 		"grown/vocab.txt":                   "[PAD]\nzorblax\n",
 		"notes.md":                          "mine",

@@ -140,11 +140,11 @@ func NewBERTTokenizer(vocab *vocabulary.Vocabulary, added []string, lowerCase bo
 // does), but then with the same id.
 func NewBARTTokenizer(dir string, added []AddedToken) (*Tokenizer, error) {
 	vocabFile := filepath.Join(dir, "vocab.json")
-	if err := regular.Check(filepath.Join(dir, "merges.txt")); err != nil {
-		return nil, fmt.Errorf("newtokens: NewBARTTokenizer: %w", err)
-	}
 	data, err := regular.ReadFile(vocabFile, maxVocabFile)
 	if err != nil {
+		return nil, fmt.Errorf("newtokens: NewBARTTokenizer: %w", err)
+	}
+	if err := regular.Check(filepath.Join(dir, "merges.txt")); err != nil {
 		return nil, fmt.Errorf("newtokens: NewBARTTokenizer: %w", err)
 	}
 	var ids map[string]int
