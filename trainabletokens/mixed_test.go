@@ -208,3 +208,52 @@ func TestMixedConcurrent(t *testing.T) {
 		}
 	}
 }
+
+// Batched greedy generation with one adapter per source gives the ids each
+// source gets alone with its adapter active.
+func TestMixedGenerateBARTEqualsEachAdapterAlone(t *testing.T) {
+	m := loadedBART(t)
+	tm, err := New(m, Config{TokenIndices: []int{50, 60, 70, 264, 265}}, "x")
+	require.NoError(t, err)
+	require.NoError(t, tm.AddAdapter("y", Config{TokenIndices: []int{60, 80, 265, 275}}))
+	for i, n := range []string{"x", "y"} {
+		ps, err := tm.Rows(n, "")
+		require.NoError(t, err)
+		for k, p := range ps { // large moves: generation must change
+			vals := rows.Get(p.Value().(mat.Matrix), 0, 32)
+			for j := range vals {
+				vals[j] += 2 * math.Sin(float64(i*31+k*7+j))
+			}
+			require.NoError(t, rows.Set(p.Value().(mat.Matrix), 0, vals))
+		}
+	}
+	require.NoError(t, tm.Sync())
+	sources := [][]int{{0, 265, 60, 264, 2}, {0, 80, 275, 11, 2}, {0, 70, 60, 80, 5, 2}, {0, 265, 275, 2}}
+	names := []string{"y", "x", "", "y"}
+	opts := finetune.GenerateOptions{MaxLength: 12}
+	got, err := tm.MixedGenerateBART(sources, names, opts)
+	require.NoError(t, err)
+	require.Len(t, got, len(sources))
+	differ := false
+	for s := range sources {
+		var want [][]int
+		alone(t, tm, names[s])
+		require.NoError(t, tm.Do(func() error {
+			var err error
+			want, err = finetune.GenerateBART(m, []finetune.Seq2SeqInput{{Source: sources[s]}}, opts)
+			return err
+		}))
+		assert.Equal(t, want[0], got[s], "source %d (adapter %q)", s, names[s])
+		for _, other := range []string{"", "x", "y"} {
+			if other == names[s] {
+				continue
+			}
+			o, err := tm.MixedGenerateBART(sources[s:s+1], []string{other}, opts)
+			require.NoError(t, err)
+			differ = differ || !assert.ObjectsAreEqual(o[0], got[s])
+		}
+	}
+	assert.True(t, differ, "the adapters change what is generated")
+	_, err = tm.MixedGenerateBART(sources, names[:1], opts)
+	assert.ErrorContains(t, err, "4 sources but 1 adapter names")
+}
