@@ -380,3 +380,15 @@ const (
 	DefaultMixPerBatch     = 48
 	DefaultMaxOrdinaryDrop = 0.02
 )
+
+// EvaluateOrdinary is EvaluateMLM on ordinary examples (MaskEachWord) that
+// also returns the share of positions whose top prediction is one of ids
+// (the new tokens) while the answer is another token: how far the new
+// tokens have taken over the old vocabulary.
+func EvaluateOrdinary(m *bert.ModelForMaskedLM, tm *trainabletokens.Model, examples []finetune.MaskedExample, ids []int) (Eval, float64, error) {
+	taken := map[int]bool{}
+	for _, id := range ids {
+		taken[id] = true
+	}
+	return evaluateMLM(m, tm, examples, taken)
+}
