@@ -42,20 +42,15 @@ quiet() {
 }
 
 # --- Debian packages -------------------------------------------------------
-need=()
-dpkg -s jupyter-nbconvert >/dev/null 2>&1 || need+=(jupyter-nbconvert)
-command -v gcc >/dev/null 2>&1 || need+=(gcc libc6-dev)
-if [ ${#need[@]} -gt 0 ]; then
-  step "apt-get install ${need[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  # The package lists may be missing on a fresh machine.
-  apt-get install -y --no-install-recommends "${need[@]}" >/dev/null 2>&1 || {
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-  }
-else
-  step "jupyter-nbconvert and gcc already installed"
+# apt_install (.ci/apt.sh) waits for another apt or dpkg instead of failing.
+. "$root/.ci/apt.sh"
+need=(jupyter-nbconvert gcc libc6-dev)
+if [ "${GOPEFT_JUPYTER_NOTEBOOK:-0}" = 1 ]; then
+  # Optional: the classic notebook server, to open the notebooks interactively.
+  need+=(jupyter-notebook)
 fi
+step "Debian packages: ${need[*]}"
+apt_install "${need[@]}"
 
 # --- The project's modules, for gophernotes' offline GOPROXY ---------------
 # gomacro imports a package by running `go get <path>` (no version: @latest)
