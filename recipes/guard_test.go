@@ -178,3 +178,35 @@ func abs(x float64) float64 {
 	}
 	return x
 }
+
+// TestDecodeWords: an added token generated right after a word piece reads
+// as a word of its own; correctly spaced text decodes unchanged.
+func TestDecodeWords(t *testing.T) {
+	m := testmodels.BART(t)
+	words, err := testmodels.ReadLines("new_tokens.txt")
+	require.NoError(t, err)
+	bartTok, err := newtokens.LoadTokenizer(testmodels.ConvertedDir(t, "bart-tiny"))
+	require.NoError(t, err)
+	res, err := newtokens.AddTokens(m, bartTok, words, nil)
+	require.NoError(t, err)
+	tok := res.Tokenizer
+	id := func(s string) int {
+		i, ok := tok.ID(s)
+		require.True(t, ok, s)
+		return i
+	}
+	for _, text := range []string{"the zorblax sleeps all day .", "a quindle.", "zorblax", "copy : the fast zorblax by the river"} {
+		ids, _, err := tok.Encode(text)
+		require.NoError(t, err)
+		got, err := recipes.DecodeWords(tok, ids)
+		require.NoError(t, err)
+		assert.Equal(t, text, got)
+	}
+	glued := []int{id("the"), id("Ġsleeps"), id("Ġall"), id("quindle"), id("Ġ."), id("Ġcuts"), id("vintral"), id("flumph")}
+	plain, err := tok.DecodeText(glued, true)
+	require.NoError(t, err)
+	assert.Equal(t, "the sleeps allquindle . cutsvintralflumph", plain)
+	got, err := recipes.DecodeWords(tok, glued)
+	require.NoError(t, err)
+	assert.Equal(t, "the sleeps all quindle . cuts vintral flumph", got)
+}

@@ -2,6 +2,9 @@ package recipes
 
 import (
 	"fmt"
+	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/nlpodyssey/cybertron/pkg/models/bart"
 
@@ -70,5 +73,62 @@ func Generate(m *bart.ModelForConditionalGeneration, tm *trainabletokens.Model, 
 	if err != nil {
 		return "", err
 	}
-	return tok.DecodeText(out, true)
+	return DecodeWords(tok, out)
+}
+
+// DecodeWords decodes ids as DecodeText(ids, true) does, except that every
+// added token reads as a word of its own: a space is put between it and
+// text it would otherwise be glued to (a model may generate an added token
+// right after a word piece, "Ġall" + "quindle", which plain decoding writes
+// "allquindle"). Text that already has the spaces ("a Ġ zorblax .") decodes
+// unchanged.
+func DecodeWords(tok *newtokens.Tokenizer, ids []int) (string, error) {
+	if tok == nil {
+		return "", fmt.Errorf("recipes: tokenizer is nil")
+	}
+	var parts []string // decoded runs; added tokens alone
+	var added []bool
+	var run []int
+	flush := func() error {
+		if len(run) == 0 {
+			return nil
+		}
+		s, err := tok.DecodeText(run, true)
+		if err != nil {
+			return err
+		}
+		parts, added, run = append(parts, s), append(added, false), run[:0]
+		return nil
+	}
+	for _, id := range ids {
+		s, ok := tok.Token(id)
+		if ok && tok.IsAdded(s) {
+			if err := flush(); err != nil {
+				return "", err
+			}
+			parts, added = append(parts, s), append(added, true)
+			continue
+		}
+		run = append(run, id)
+	}
+	if err := flush(); err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	for i, p := range parts {
+		if i > 0 && p != "" && b.Len() > 0 && (added[i] || added[i-1]) {
+			prev := b.String()
+			last, _ := utf8.DecodeLastRuneInString(prev)
+			first, _ := utf8.DecodeRuneInString(p)
+			glued := !unicode.IsSpace(last) && !unicode.IsSpace(first)
+			if added[i-1] && !added[i] && unicode.IsPunct(first) {
+				glued = false // "zorblax ." and "zorblax." both stay as they are
+			}
+			if glued {
+				b.WriteByte(' ')
+			}
+		}
+		b.WriteString(p)
+	}
+	return b.String(), nil
 }

@@ -13,6 +13,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -39,6 +40,12 @@ func main() {
 }
 
 func run(out string, epochs int, lr float64, quiet bool) error {
+	if epochs < 1 {
+		return fmt.Errorf("-epochs must be at least 1, got %d", epochs)
+	}
+	if !(lr > 0) || math.IsInf(lr, 0) {
+		return fmt.Errorf("-lr must be a positive finite number, got %v", lr)
+	}
 	m, dir, err := models.TinyBART(filepath.Join(out, "tiny"))
 	if err != nil {
 		return err

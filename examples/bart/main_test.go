@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -16,4 +17,13 @@ func TestBARTExample(t *testing.T) {
 		_, err := os.Stat(filepath.Join(out, f))
 		require.NoError(t, err, f)
 	}
+}
+
+func TestBARTExampleBadFlags(t *testing.T) {
+	out := t.TempDir()
+	assert.ErrorContains(t, run(out, 0, 0.05, true), "-epochs must be at least 1, got 0")
+	assert.ErrorContains(t, run(out, 2, 0, true), "-lr")
+	entries, err := os.ReadDir(out)
+	require.NoError(t, err)
+	assert.Empty(t, entries, "a refused run writes nothing")
 }
