@@ -11,7 +11,9 @@ package models
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 
@@ -23,6 +25,8 @@ import (
 	"github.com/nlpodyssey/spago/nn/linear"
 	"github.com/nlpodyssey/spago/nn/normalization/layernorm"
 	"github.com/rs/zerolog"
+
+	"github.com/gopeft/gopeft/internal/regular"
 )
 
 // ELECTRAArchitecture is the ELECTRA architecture gopeft serves: the
@@ -33,7 +37,7 @@ const ELECTRAArchitecture = "ElectraForMaskedLM"
 // written back with one field changed.
 func modelConfig(dir string) (map[string]any, error) {
 	path := filepath.Join(dir, "config.json")
-	data, err := os.ReadFile(path)
+	data, err := regular.ReadFile(path, 16<<20)
 	if err != nil {
 		return nil, fmt.Errorf("models: %w", err)
 	}
@@ -99,14 +103,16 @@ func ConvertELECTRA(dir string, overwrite bool) error {
 	if err := checkELECTRA(cfg); err != nil {
 		return err
 	}
-	if _, err := os.Stat(filepath.Join(dir, SpagoFile)); err == nil && !overwrite {
+	if err := regular.Check(filepath.Join(dir, SpagoFile)); err == nil && !overwrite {
 		return nil
+	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("models: %w", err)
 	}
 	src, err := filepath.Abs(filepath.Join(dir, "pytorch_model.bin"))
 	if err != nil {
 		return fmt.Errorf("models: %w", err)
 	}
-	if _, err := os.Stat(src); err != nil {
+	if err := regular.Check(src); err != nil {
 		return fmt.Errorf("models: nothing to convert in %s: %w", dir, err)
 	}
 	tmp, err := os.MkdirTemp("", "gopeft-electra-")
@@ -119,8 +125,8 @@ func ConvertELECTRA(dir string, overwrite bool) error {
 		if err != nil {
 			return fmt.Errorf("models: %w", err)
 		}
-		if _, err := os.Stat(from); err != nil {
-			if name == "tokenizer_config.json" {
+		if err := regular.Check(from); err != nil {
+			if name == "tokenizer_config.json" && errors.Is(err, fs.ErrNotExist) {
 				continue
 			}
 			return fmt.Errorf("models: ELECTRA checkpoint %s: %w", dir, err)

@@ -4,13 +4,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
 
 	"github.com/nlpodyssey/spago/nn"
+
+	"github.com/gopeft/gopeft/internal/regular"
 )
 
 // ErrUnknownMethod is returned for a peft_type nobody registered.
@@ -59,7 +60,9 @@ func Methods() []string {
 // PeftType reads the peft_type of the adapter directory dir.
 func PeftType(dir string) (string, error) {
 	path := filepath.Join(dir, ConfigFile)
-	data, err := os.ReadFile(path)
+	// A FIFO or device here is an error at once; the cap is the one
+	// trainabletokens documents for adapter_config.json.
+	data, err := regular.ReadFile(path, 64<<20)
 	if err != nil {
 		return "", fmt.Errorf("adapter config: %w", err)
 	}

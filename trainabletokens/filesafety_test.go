@@ -22,6 +22,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/gopeft/gopeft/internal/testmodels"
+	"github.com/gopeft/gopeft/registry"
 )
 
 // within runs fn and fails the test if it does not return within 10 s (a
@@ -367,4 +368,14 @@ func TestErrorsShowFewTokenIDs(t *testing.T) {
 	assert.NotContains(t, err.Error(), "599", "the whole list is printed")
 	assert.Less(t, len(err.Error()), 600, err.Error())
 	assert.False(t, errors.Is(err, fs.ErrNotExist))
+}
+
+// TestRegistryLoadAdapterFIFO: registry.LoadAdapter reads the config's
+// peft_type first; a FIFO there is an error at once too.
+func TestRegistryLoadAdapterFIFO(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, syscall.Mkfifo(filepath.Join(dir, ConfigFile), 0o644))
+	err := within(t, func() error { _, err := registry.LoadAdapter(testmodels.BERT(t), dir, ""); return err })
+	require.Error(t, err)
+	assert.ErrorContains(t, err, "not a regular file")
 }
