@@ -1,6 +1,7 @@
 package newtokens
 
 import (
+	"math"
 	"testing"
 
 	"github.com/nlpodyssey/spago/mat"
@@ -126,4 +127,20 @@ func TestUntrainedBARTNone(t *testing.T) {
 	assert.Empty(t, res.Untrained)
 	assert.True(t, res.OutputTied)
 	assert.Empty(t, res.OutputUntrained)
+}
+
+// A row holding NaN (a diverged or corrupted row) no longer poisons the
+// mean: it is reported and left out.
+func TestInitMeanSkipsNonFiniteRows(t *testing.T) {
+	m := testmodels.BERT(t)
+	tok := bertTok(t, m)
+	e := m.Bert.Embeddings.Tokens
+	before := tableRows(e)
+	vals := rows.Get(e.Weights[40].Value().(mat.Matrix), 0, e.Dim)
+	vals[3] = math.NaN()
+	require.NoError(t, rows.Set(e.Weights[40].Value().(mat.Matrix), 0, vals))
+	res, err := AddTokens(m, tok, []string{"zorblax"}, nil)
+	require.NoError(t, err)
+	assert.Contains(t, res.Untrained, 40)
+	requireClose(t, meanWithout(before, 40), tableRows(e)[res.IDs[0]], "mean without the NaN row")
 }

@@ -22,6 +22,9 @@
 // their (small) initialisation or decayed towards zero. Rows with large
 // norms are never reported: frequent, heavily trained tokens grow.
 //
+// Rows holding NaN or ±Inf are reported too (ReasonNonFinite) and left out
+// of the statistics.
+//
 // The rule cannot see rows that were never trained but still look like the
 // rest (a table initialised at the trained rows' scale and trained little:
 // the untrained rows are then the typical ones). It is a warning, not proof.
@@ -53,6 +56,9 @@ const (
 	ReasonZero = "zero"
 	// ReasonLowNorm: the norm is a low outlier (see the package rule).
 	ReasonLowNorm = "low norm"
+	// ReasonNonFinite: the row holds NaN or ±Inf (a broken row, never a
+	// good start either); it is left out of the statistics.
+	ReasonNonFinite = "non-finite"
 )
 
 // Defaults of Rule's zero fields.
@@ -117,8 +123,9 @@ type Row struct {
 
 // Result is what Detect found in one table.
 type Result struct {
-	// Rows is the number of rows examined; Zero how many were zero.
-	Rows, Zero int
+	// Rows is the number of rows examined; Zero how many were zero,
+	// NonFinite how many held NaN or ±Inf.
+	Rows, Zero, NonFinite int
 	// MedianNorm is the median norm of the non-zero rows; MedianLogNorm
 	// and MADLogNorm the median and median absolute deviation of their
 	// log-norms (the z-score's centre and scale before the 1.4826 factor).
@@ -197,7 +204,7 @@ func shortList(ids []int, max int) string {
 
 // DetectRows applies the rule to n rows read by row(i) (each a copy or a
 // view that DetectRows does not keep). Every row must have the same,
-// non-zero length and finite values.
+// non-zero length.
 func DetectRows(n int, row func(i int) []float64, rule *Rule) (*Result, error) {
 	o, err := rule.resolve()
 	if err != nil {
@@ -212,6 +219,7 @@ func DetectRows(n int, row func(i int) []float64, rule *Rule) (*Result, error) {
 	res := &Result{Rows: n, Rule: o}
 	norms := make([]float64, n)
 	zero := make([]bool, n)
+	bad := make([]bool, n)
 	dim := -1
 	for i := 0; i < n; i++ {
 		r := row(i)
@@ -226,10 +234,17 @@ func DetectRows(n int, row func(i int) []float64, rule *Rule) (*Result, error) {
 		}
 		z := true
 		var ss, scale float64
-		for j, x := range r {
+		for _, x := range r {
 			if math.IsNaN(x) || math.IsInf(x, 0) {
-				return nil, fmt.Errorf("%w: row %d has %v at column %d", ErrInvalid, i, x, j)
+				bad[i] = true
 			}
+		}
+		if bad[i] {
+			norms[i] = math.NaN()
+			res.NonFinite++
+			continue
+		}
+		for _, x := range r {
 			a := math.Abs(x)
 			if a > o.ZeroTolerance {
 				z = false
@@ -250,7 +265,7 @@ func DetectRows(n int, row func(i int) []float64, rule *Rule) (*Result, error) {
 	}
 	var logs, plain []float64
 	for i, nm := range norms {
-		if !zero[i] && nm > 0 {
+		if !bad[i] && !zero[i] && nm > 0 {
 			logs = append(logs, math.Log(nm))
 			plain = append(plain, nm)
 		}
@@ -266,10 +281,13 @@ func DetectRows(n int, row func(i int) []float64, rule *Rule) (*Result, error) {
 	}
 	for i := 0; i < n; i++ {
 		u := Row{ID: i, Norm: norms[i], Z: math.Inf(-1)}
-		if !zero[i] && norms[i] > 0 {
+		if !bad[i] && !zero[i] && norms[i] > 0 {
 			u.Z = robustZ(math.Log(norms[i]), res.MedianLogNorm, res.MADLogNorm)
 		}
 		switch {
+		case bad[i]:
+			u.Z = math.NaN()
+			u.Reason = ReasonNonFinite
 		case zero[i]:
 			u.Reason = ReasonZero
 		case !o.NoLowNorm && u.Z < -o.MaxZ && norms[i] < o.MaxRatio*res.MedianNorm:

@@ -95,6 +95,22 @@ func TestDetectRowsZeroTolerance(t *testing.T) {
 	assert.Equal(t, []int{3}, res.IDs())
 }
 
+// NaN and Inf rows are reported as non-finite and kept out of the
+// statistics, which the other rows still get right.
+func TestDetectRowsNonFinite(t *testing.T) {
+	rs := table(50, 8, 5)
+	rs[3][2] = math.NaN()
+	rs[9][0] = math.Inf(-1)
+	scale(rs[20], 1e-4)
+	res := detect(t, rs, nil)
+	assert.Equal(t, []int{3, 9, 20}, res.IDs())
+	assert.Equal(t, ReasonNonFinite, res.Untrained[0].Reason)
+	assert.True(t, math.IsNaN(res.Untrained[0].Norm))
+	assert.Equal(t, ReasonLowNorm, res.Untrained[2].Reason)
+	assert.Equal(t, 2, res.NonFinite)
+	assert.False(t, math.IsNaN(res.MedianNorm))
+}
+
 func TestDetectRowsEdgeCases(t *testing.T) {
 	// No rows, all rows zero, all rows equal (MAD 0).
 	res := detect(t, nil, nil)
@@ -123,8 +139,6 @@ func TestDetectRowsRejectsBadInput(t *testing.T) {
 	}{
 		"ragged":       {[][]float64{{1, 2}, {1}}, nil, "row 1 has 1 values, row 0 has 2"},
 		"empty row":    {[][]float64{{}}, nil, "row 0 is empty"},
-		"NaN":          {[][]float64{{1, math.NaN()}}, nil, "row 0 has NaN at column 1"},
-		"Inf":          {[][]float64{{math.Inf(1), 1}}, nil, "row 0 has +Inf"},
 		"negative z":   {nil, &Rule{MaxZ: -1}, "Rule.MaxZ = -1"},
 		"NaN tol":      {nil, &Rule{ZeroTolerance: math.NaN()}, "Rule.ZeroTolerance = NaN"},
 		"ratio over 1": {nil, &Rule{MaxRatio: 2}, "Rule.MaxRatio = 2"},
