@@ -110,51 +110,73 @@ func (c *crossEntropy) Backward(gy mat.Tensor) error {
 
 // crossEntropyForward returns the mean loss over the n columns of the
 // row-major r×n matrix x and stores each column's log-sum-exp in lse.
-// Columns are split between goroutines; each column is summed over its
-// rows in order, so the result does not depend on the split.
-// With exps non-nil it also stores exp(x - column max) there.
-// and each column's 1/Σexp in inv.
+// Rows are cut into fixed blocks of ceBlock rows, split between
+// goroutines; each block sums its rows in order and the blocks' sums are
+// added in block order, so the result does not depend on the split. The
+// exponentials of a row run as one vector (expInPlace).
+// With exps non-nil it also stores exp(x - column max) there, and each
+// column's 1/Σexp in inv.
 func crossEntropyForward[T float32 | float64](x, exps []T, r, n int, targets []int, lse, inv []float64) float64 {
-	parFor(n, 8, func(j0, j1 int) {
-		w := j1 - j0
-		hi := make([]T, w)
-		for j := range hi {
-			hi[j] = T(math.Inf(-1))
-		}
-		for i := 0; i < r; i++ {
-			for j, v := range x[i*n+j0 : i*n+j1] {
-				if v > hi[j] {
-					hi[j] = v
+	blocks := (r + ceBlock - 1) / ceBlock
+	his := make([]T, blocks*n)
+	parFor(blocks, 1, func(b0, b1 int) {
+		for b := b0; b < b1; b++ {
+			hi := his[b*n : (b+1)*n]
+			for j := range hi {
+				hi[j] = T(math.Inf(-1))
+			}
+			for i := b * ceBlock; i < min(r, (b+1)*ceBlock); i++ {
+				for j, v := range x[i*n : (i+1)*n] {
+					hi[j] = max(hi[j], v)
 				}
-			}
-		}
-		sum := make([]float64, w)
-		for i := 0; i < r; i++ {
-			if exps != nil {
-				e := exps[i*n+j0 : i*n+j1]
-				for j, v := range x[i*n+j0 : i*n+j1] {
-					e[j] = expT(v - hi[j])
-					sum[j] += float64(e[j])
-				}
-				continue
-			}
-			for j, v := range x[i*n+j0 : i*n+j1] {
-				sum[j] += float64(expT(v - hi[j]))
-			}
-		}
-		for j := range sum {
-			lse[j0+j] = float64(hi[j]) + math.Log(sum[j])
-			if exps != nil {
-				inv[j0+j] = 1 / sum[j]
 			}
 		}
 	})
+	hi := his[:n]
+	for b := 1; b < blocks; b++ {
+		for j, v := range his[b*n : (b+1)*n] {
+			hi[j] = max(hi[j], v)
+		}
+	}
+	sums := make([]float64, blocks*n)
+	parFor(blocks, 1, func(b0, b1 int) {
+		tmp := make([]T, n)
+		for b := b0; b < b1; b++ {
+			sum := sums[b*n : (b+1)*n]
+			for i := b * ceBlock; i < min(r, (b+1)*ceBlock); i++ {
+				e := tmp
+				if exps != nil {
+					e = exps[i*n : (i+1)*n]
+				}
+				for j, v := range x[i*n : (i+1)*n] {
+					e[j] = v - hi[j]
+				}
+				expInPlace(e)
+				for j, v := range e {
+					sum[j] += float64(v)
+				}
+			}
+		}
+	})
+	for j := 0; j < n; j++ {
+		var s float64
+		for b := 0; b < blocks; b++ {
+			s += sums[b*n+j]
+		}
+		lse[j] = float64(hi[j]) + math.Log(s)
+		if exps != nil {
+			inv[j] = 1 / s
+		}
+	}
 	var total float64
 	for j := 0; j < n; j++ {
 		total += lse[j] - float64(x[targets[j]*n+j])
 	}
 	return total / float64(n)
 }
+
+// ceBlock is the number of rows crossEntropyForward sums as one block.
+const ceBlock = 256
 
 // crossEntropyBackward writes scale·(softmax(x[:, j]) - onehot(targets[j]))
 // into every column j of g.
@@ -163,7 +185,11 @@ func crossEntropyBackward[T float32 | float64](x, g []T, r, n int, targets []int
 		for i := i0; i < i1; i++ {
 			xs, gs := x[i*n:(i+1)*n], g[i*n:(i+1)*n]
 			for j, v := range xs {
-				gs[j] = expT(v-T(lse[j])) * T(scale)
+				gs[j] = v - T(lse[j])
+			}
+			expInPlace(gs)
+			for j := range gs {
+				gs[j] *= T(scale)
 			}
 		}
 	})

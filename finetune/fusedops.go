@@ -235,7 +235,11 @@ func applyActivation[T float](a activation.Activation, x []T, train bool) []T {
 	if train {
 		deriv = make([]T, len(x))
 	}
-	_, f32 := any(T(0)).(float32)
+	if x32, ok := any(x).([]float32); ok && vectorActivation(a) {
+		d32, _ := any(deriv).([]float32)
+		applyActivation32(a, x32, d32)
+		return deriv
+	}
 	parFor(len(x), 4096, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
 			v := float64(x[i])
@@ -246,13 +250,7 @@ func applyActivation[T float](a activation.Activation, x []T, train bool) []T {
 			case activation.GELU:
 				// spago's GELU: 0.5·v·(1 + tanh(√(2/π)·(v + 0.044715·v³))).
 				const c = 0.7978845608028654 // √(2/π)
-				var t float64
-				if f32 {
-					// tanh(u) = 1 - 2/(e^{2u}+1), in float32 precision.
-					t = float64(1 - 2/(exp32(float32(2*c*(v+0.044715*v*v*v)))+1))
-				} else {
-					t = math.Tanh(c * (v + 0.044715*v*v*v))
-				}
+				t := math.Tanh(c * (v + 0.044715*v*v*v))
 				y = 0.5 * v * (1 + t)
 				dy = 0.5*(1+t) + 0.5*v*(1-t*t)*c*(1+3*0.044715*v*v)
 			case activation.ReLU:
@@ -484,10 +482,12 @@ func softmaxRow[T float](row []T, scale T) {
 		row[i] *= scale
 		hi = max(hi, row[i])
 	}
+	for i := range row {
+		row[i] -= hi
+	}
+	expInPlace(row)
 	var sum T
-	for i, v := range row {
-		e := expT(v - hi)
-		row[i] = e
+	for _, e := range row {
 		sum += e
 	}
 	for i := range row {

@@ -1,0 +1,5 @@
+//go:build !amd64 || purego
+
+package vmath
+
+func supported() []*impl { return []*impl{goImpl} }
