@@ -1,6 +1,8 @@
 package newtokens_test
 
 import (
+	"encoding/json"
+	"math"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -64,4 +66,55 @@ func TestReservedSlotAdapterLoadsIntoUnchangedBase(t *testing.T) {
 	require.NoError(t, err, "%s", out)
 	assert.Contains(t, string(out), "ok config")
 	assert.True(t, strings.Contains(string(out), "trainable_tokens_delta F32 [2, 32]"), "%s", out)
+
+	// PyTorch: the original checkpoint (float64, transformers' BertForMaskedLM
+	// as testdata/hfref.py re-implements it) with the adapter's rows put in
+	// place of the slot rows of the tied table, as PEFT's Trainable Tokens
+	// does, gives the logits gopeft gives.
+	ids, _, err := tok.Encode("the zorblax is [MASK] quindle")
+	require.NoError(t, err)
+	cls, _ := tok.ID("[CLS]")
+	sep, _ := tok.ID("[SEP]")
+	ids = append(append([]int{cls}, ids...), sep)
+	terms, err := tok.Decode(ids)
+	require.NoError(t, err)
+	positions := []int{2, 4}
+	goLogits, err := finetune.MaskedLMLogits(m, terms, positions, tm.LogitsFunc(m.Layers[3].(*linear.Model)))
+	require.NoError(t, err)
+	idsJSON, _ := json.Marshal(ids)
+	posJSON, _ := json.Marshal(positions)
+	prog := `
+import json, struct, sys, torch
+sys.path.insert(0, sys.argv[1])
+import hfref
+cfg, P = hfref.load_model("bert-tiny")
+table = P["bert.embeddings.word_embeddings.weight"].clone()
+adir = sys.argv[2]
+ids = json.load(open(adir + "/adapter_config.json"))["token_indices"]
+data = open(adir + "/adapter_model.safetensors", "rb").read()
+n = struct.unpack("<Q", data[:8])[0]
+hdr = json.loads(data[8:8 + n])
+info = hdr["base_model.model.bert.embeddings.word_embeddings.trainable_tokens_delta"]
+b, e = info["data_offsets"]
+rows = torch.frombuffer(bytearray(data[8 + n + b:8 + n + e]), dtype=torch.float32).reshape(info["shape"])
+table[torch.tensor(ids)] = rows.double()
+logits = hfref.bert_mlm_logits(P, cfg, table, json.loads(sys.argv[3]))
+print(json.dumps(logits[torch.tensor(json.loads(sys.argv[4]))].tolist()))
+`
+	tout, err := exec.Command(py, "-c", prog, filepath.Dir(testmodels.Dir(testmodels.BERTName)), dir, string(idsJSON), string(posJSON)).CombinedOutput()
+	require.NoError(t, err, "%s", tout)
+	var torchLogits [][]float64
+	require.NoError(t, json.Unmarshal(tout, &torchLogits), "%s", tout)
+	g := goLogits.Value().(mat.Matrix)
+	vocab := g.Shape()[0]
+	require.Len(t, torchLogits, len(positions))
+	worst := 0.0
+	for j := range positions {
+		require.Len(t, torchLogits[j], vocab)
+		for v := 0; v < vocab; v++ {
+			worst = math.Max(worst, math.Abs(torchLogits[j][v]-g.ScalarAt(v, j).F64()))
+		}
+	}
+	t.Logf("max |gopeft - PyTorch| over %d logits: %g", vocab*len(positions), worst)
+	assert.Less(t, worst, 1e-5, "reserved-slot adapter on the original checkpoint in PyTorch")
 }
