@@ -379,3 +379,28 @@ func TestRegistryLoadAdapterFIFO(t *testing.T) {
 	require.Error(t, err)
 	assert.ErrorContains(t, err, "not a regular file")
 }
+
+// TestSaveKeepsMountInside: a file system mounted inside the directory
+// stays mounted with its files (needs the right to mount; skipped without).
+func TestSaveKeepsMountInside(t *testing.T) {
+	tm := savedModel(t, 10, 11)
+	dir := filepath.Join(t.TempDir(), "adapter")
+	mnt := filepath.Join(dir, "mnt")
+	require.NoError(t, os.MkdirAll(mnt, 0o755))
+	if err := syscall.Mount("none", mnt, "tmpfs", 0, "size=1m"); err != nil {
+		t.Skipf("cannot mount a tmpfs here: %v", err)
+	}
+	defer syscall.Unmount(mnt, syscall.MNT_DETACH)
+	require.NoError(t, os.WriteFile(filepath.Join(mnt, "data"), []byte("on tmpfs"), 0o644))
+	require.NoError(t, tm.Save(dir, "", SaveOptions{}))
+	perturb(t, tm, "default", 5)
+	require.NoError(t, tm.Save(dir, "", SaveOptions{}))
+
+	var outer, inner syscall.Stat_t
+	require.NoError(t, syscall.Stat(dir, &outer))
+	require.NoError(t, syscall.Stat(mnt, &inner))
+	assert.NotEqual(t, outer.Dev, inner.Dev, "still a mount point")
+	got, err := os.ReadFile(filepath.Join(mnt, "data"))
+	require.NoError(t, err)
+	assert.Equal(t, "on tmpfs", string(got))
+}
