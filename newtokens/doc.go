@@ -15,7 +15,7 @@
 //	res, err := newtokens.AddTokens(model, tok, []string{"zorblax"}, nil)
 //	// res.IDs == []int{1038}
 //	err = newtokens.WriteVocabFiles(dir, tok)              // vocab + added_tokens.json
-//	err = nn.DumpToFile(model, dir+"/spago_model.bin")     // the grown model
+//	err = models.Save(model, dir)                          // the grown model, atomically
 //
 // The function checks everything first (model type and shapes, tokenizer,
 // every requested token) and changes nothing when it returns an error.

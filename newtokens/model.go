@@ -355,7 +355,8 @@ func checkTokenText(s string) error {
 //
 // Call AddTokens before attaching an adapter (e.g. trainabletokens.New) and
 // not while the model runs a forward pass. Save the vocabulary files with
-// WriteVocabFiles and the model with nn.DumpToFile.
+// WriteVocabFiles and the model with models.Save (atomic, unlike
+// nn.DumpToFile).
 func AddTokens(model nn.Model, tok *Tokenizer, tokens []string, opts *Options) (*Result, error) {
 	var o Options
 	if opts != nil {
