@@ -23,7 +23,9 @@ import (
 // tables and in their tied output copies, every other row as the base holds
 // it (merged adapters included). Adapters may overlap in ids: no two apply
 // to one sample. The model's own state (which adapters are active) is not
-// changed, and the call runs under the model's read lock, like Do.
+// changed, and the call runs under the model's read lock, like Do: call
+// it directly, not inside Do (a SetActive waiting for that Do would block
+// the nested lock, and both would wait for ever).
 
 // MixedMaskedLMLogits runs a masked-LM batch (a *bert.ModelForMaskedLM
 // base) in one fused pass, sample s with adapter adapters[s] ("" for the
