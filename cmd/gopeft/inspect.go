@@ -17,6 +17,7 @@ import (
 	"github.com/gopeft/gopeft/registry"
 	"github.com/gopeft/gopeft/trainabletokens"
 	"github.com/gopeft/gopeft/tying"
+	"github.com/gopeft/gopeft/untrained"
 )
 
 type tableInfo struct {
@@ -28,6 +29,10 @@ type tableInfo struct {
 	Input  bool     `json:"input"`
 	Tying  string   `json:"tying"`
 	Tied   []string `json:"tied_copies"`
+	// Untrained are the rows that look untrained (package untrained's
+	// default rule), UntrainedSummary its one-line report with the rule.
+	Untrained        []int  `json:"untrained_rows"`
+	UntrainedSummary string `json:"untrained"`
 }
 
 type modelInfo struct {
@@ -63,6 +68,9 @@ type adapterInfo struct {
 	Model       string `json:"model,omitempty"`
 	GopeftLoads *bool  `json:"gopeft_loads,omitempty"`
 	GopeftError string `json:"gopeft_error,omitempty"`
+	// UntrainedBaseRows are the adapter's token ids whose rows in the
+	// model's input table look untrained (package untrained).
+	UntrainedBaseRows []int `json:"untrained_base_rows,omitempty"`
 }
 
 func (a *app) inspectCmd() *cobra.Command {
@@ -141,6 +149,11 @@ func inspectModel(dir string) (modelInfo, error) {
 		if ti.Rows > 0 {
 			ti.Dim = t.Embedding.Weights[0].Value().Size()
 		}
+		det, err := untrained.Detect(t.Embedding, nil)
+		if err != nil {
+			return modelInfo{}, fmt.Errorf("table %s: %w", t.HFPath, err)
+		}
+		ti.Untrained, ti.UntrainedSummary = det.IDs(), det.String()
 		if i < len(groups) {
 			ti.Tying = groups[i].String()
 			for _, c := range groups[i].Copies {
@@ -171,6 +184,9 @@ func (r modelInfo) print(w io.Writer) {
 			kind = "input table"
 		}
 		fmt.Fprintf(w, "%s %s: %d × %d (Go %s; names %s)\n  tying: %s\n", kind, t.HFName, t.Rows, t.Dim, t.GoPath, strings.Join(t.Names, ", "), t.Tying)
+		if t.UntrainedSummary != "" {
+			fmt.Fprintf(w, "  untrained: %s\n", t.UntrainedSummary)
+		}
 	}
 	if len(r.Outputs) > 0 {
 		fmt.Fprintf(w, "output projections: %s\n", strings.Join(r.Outputs, ", "))
@@ -272,6 +288,15 @@ func inspectAdapter(dir, modelDir string) (adapterInfo, error) {
 		m, err := loadModel(modelDir)
 		if err != nil {
 			return res, err
+		}
+		if l, err := registry.Describe(m.nn()); err == nil && l.Input() != nil {
+			if det, err := untrained.Detect(l.Input().Embedding, nil); err == nil {
+				for _, id := range res.Tokens {
+					if det.Contains(id) {
+						res.UntrainedBaseRows = append(res.UntrainedBaseRows, id)
+					}
+				}
+			}
 		}
 		ok := true
 		if _, err := trainabletokens.Load(m.nn(), dir, ""); err != nil {
@@ -398,5 +423,8 @@ func (r adapterInfo) print(w io.Writer) {
 		} else {
 			fmt.Fprintf(w, "gopeft: does not load into %s: %s\n", r.Model, r.GopeftError)
 		}
+	}
+	if len(r.UntrainedBaseRows) > 0 {
+		fmt.Fprintf(w, "untrained: the base rows of tokens %v look untrained in %s (zero, or a far and small norm)\n", r.UntrainedBaseRows, r.Model)
 	}
 }
