@@ -70,8 +70,7 @@ func SequenceClassificationLogits(m *bert.ModelForSequenceClassification, tokens
 	if err != nil {
 		return nil, err
 	}
-	g := newGraph()
-	return classify(g, m, bertForward(g, m.Bert, in)), nil
+	return seqClassHead(m)(bertHidden(m.Bert, []bertInput{in}, firstPositions(1))), nil
 }
 
 // bertInput is a validated BERT sequence: token ids and token types.
@@ -223,9 +222,4 @@ func maskedLMHidden(g *graph, m *bert.ModelForMaskedLM, hs []mat.Tensor, positio
 		at[k] = hs[p]
 	}
 	return g.modules(m.Layers[:len(m.Layers)-1], at)
-}
-
-// classify is Classifier(Pooler(h[0])), the [CLS] classification head.
-func classify(g *graph, m *bert.ModelForSequenceClassification, hs []mat.Tensor) mat.Tensor {
-	return g.linears(m.Classifier, g.modules(m.Bert.Pooler.Model, hs[:1]))[0]
 }

@@ -35,6 +35,13 @@
 // does not know, use the per-token graph; [SetFusedForward] switches the
 // fused path off.
 //
+// Task heads (heads.go): BERT sequence classification, token
+// classification and extractive question answering, and BART sequence
+// classification — the heads cybertron ships — run the encoder (and
+// decoder) through the fused op when its weights are frozen and the head as
+// ordinary ops on the hidden states the head reads, so the head may be
+// frozen or trainable ([HeadParams]: PEFT's modules_to_save).
+//
 // Output logits are pluggable through [LogitsFunc], so an adapter can route
 // the logits of some token ids through its own trainable rows (tied output
 // projections); nil means the model's own projection. Logits are computed

@@ -147,14 +147,12 @@ func SequenceClassificationLoss(model *bert.ModelForSequenceClassification, batc
 	if err != nil {
 		return nil, err
 	}
-	g := newGraph()
-	scores := make([]mat.Tensor, len(batch))
 	targets := make([]int, len(batch))
 	for i, ex := range batch {
-		scores[i] = classify(g, model, bertForward(g, model.Bert, inputs[i]))
 		targets[i] = ex.Label
 	}
-	return CrossEntropy(columns(scores), targets)
+	// Fused when the encoder is frozen (heads.go); the head may be trainable.
+	return lossOfMatrix(seqClassHead(model), bertHidden(model.Bert, inputs, firstPositions(len(batch))), targets)
 }
 
 func prepareSequenceClassification(model *bert.ModelForSequenceClassification, batch []ClassificationExample) ([]bertInput, error) {
