@@ -112,13 +112,7 @@ func TestLoadTokenizerSpecialFiles(t *testing.T) {
 	kinds := map[string]func(t *testing.T, p string){
 		"FIFO": func(t *testing.T, p string) { require.NoError(t, syscall.Mkfifo(p, 0o644)) },
 		"socket": func(t *testing.T, p string) {
-			short, err := os.MkdirTemp("", "s") // socket paths are limited to ~100 bytes
-			require.NoError(t, err)
-			t.Cleanup(func() { os.RemoveAll(short) })
-			l, err := net.Listen("unix", filepath.Join(short, "s"))
-			require.NoError(t, err)
-			t.Cleanup(func() { l.Close() })
-			require.NoError(t, os.Symlink(filepath.Join(short, "s"), p))
+			listenUnix(t, p)
 		},
 	}
 	for kind, mk := range kinds {
@@ -135,4 +129,23 @@ func TestLoadTokenizerSpecialFiles(t *testing.T) {
 			})
 		}
 	}
+}
+
+// listenUnix makes a unix socket at path, through a short symbolic link to
+// its directory: socket addresses are limited to about 100 bytes, and
+// test directories can be longer.
+func listenUnix(t *testing.T, path string) net.Listener {
+	t.Helper()
+	base := "/tmp"
+	if _, err := os.Stat(base); err != nil {
+		base = ""
+	}
+	short, err := os.MkdirTemp(base, "sk")
+	require.NoError(t, err)
+	link := filepath.Join(short, "d")
+	require.NoError(t, os.Symlink(filepath.Dir(path), link))
+	l, err := net.Listen("unix", filepath.Join(link, filepath.Base(path)))
+	require.NoError(t, err)
+	t.Cleanup(func() { l.Close(); os.RemoveAll(short) })
+	return l
 }

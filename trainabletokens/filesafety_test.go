@@ -65,9 +65,7 @@ func TestSaveLeavesDirectoryAlone(t *testing.T) {
 			require.NoError(t, syscall.Mkfifo(filepath.Join(dir, "pipe"), 0o644))
 		}},
 		{"a socket", func(t *testing.T, dir string) {
-			l, err := net.Listen("unix", filepath.Join(dir, "sock"))
-			require.NoError(t, err)
-			t.Cleanup(func() { l.Close() })
+			listenUnix(t, filepath.Join(dir, "sock"))
 		}},
 		{"setgid mode", func(t *testing.T, dir string) {
 			require.NoError(t, os.Chmod(dir, 0o770|fs.ModeSetgid))
@@ -266,9 +264,7 @@ func TestLoadSpecialFiles(t *testing.T) {
 	specials := map[string]func(t *testing.T, path string){
 		"FIFO": func(t *testing.T, p string) { require.NoError(t, syscall.Mkfifo(p, 0o644)) },
 		"socket": func(t *testing.T, p string) {
-			l, err := net.Listen("unix", p)
-			require.NoError(t, err)
-			t.Cleanup(func() { l.Close() })
+			listenUnix(t, p)
 		},
 		"device": func(t *testing.T, p string) { require.NoError(t, os.Symlink("/dev/zero", p)) },
 	}
@@ -403,4 +399,23 @@ func TestSaveKeepsMountInside(t *testing.T) {
 	got, err := os.ReadFile(filepath.Join(mnt, "data"))
 	require.NoError(t, err)
 	assert.Equal(t, "on tmpfs", string(got))
+}
+
+// listenUnix makes a unix socket at path, through a short symbolic link to
+// its directory: socket addresses are limited to about 100 bytes, and
+// test directories can be longer.
+func listenUnix(t *testing.T, path string) net.Listener {
+	t.Helper()
+	base := "/tmp"
+	if _, err := os.Stat(base); err != nil {
+		base = ""
+	}
+	short, err := os.MkdirTemp(base, "sk")
+	require.NoError(t, err)
+	link := filepath.Join(short, "d")
+	require.NoError(t, os.Symlink(filepath.Dir(path), link))
+	l, err := net.Listen("unix", filepath.Join(link, filepath.Base(path)))
+	require.NoError(t, err)
+	t.Cleanup(func() { l.Close(); os.RemoveAll(short) })
+	return l
 }

@@ -97,9 +97,7 @@ func TestInjectedFailures(t *testing.T) {
 func TestRefusesSpecialDestinations(t *testing.T) {
 	dir := t.TempDir()
 	require.NoError(t, syscall.Mkfifo(filepath.Join(dir, "fifo"), 0o644))
-	l, err := net.Listen("unix", filepath.Join(dir, "sock"))
-	require.NoError(t, err)
-	defer l.Close()
+	listenUnix(t, filepath.Join(dir, "sock"))
 	require.NoError(t, os.Mkdir(filepath.Join(dir, "sub"), 0o755))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "target"), []byte("t"), 0o644))
 	require.NoError(t, os.Symlink("target", filepath.Join(dir, "link")))
@@ -162,4 +160,23 @@ func TestMkdirAllUndo(t *testing.T) {
 	require.NoError(t, err)
 	undo()
 	assert.DirExists(t, p, "an existing directory is never removed")
+}
+
+// listenUnix makes a unix socket at path, through a short symbolic link to
+// its directory: socket addresses are limited to about 100 bytes, and
+// test directories can be longer.
+func listenUnix(t *testing.T, path string) net.Listener {
+	t.Helper()
+	base := "/tmp"
+	if _, err := os.Stat(base); err != nil {
+		base = ""
+	}
+	short, err := os.MkdirTemp(base, "sk")
+	require.NoError(t, err)
+	link := filepath.Join(short, "d")
+	require.NoError(t, os.Symlink(filepath.Dir(path), link))
+	l, err := net.Listen("unix", filepath.Join(link, filepath.Base(path)))
+	require.NoError(t, err)
+	t.Cleanup(func() { l.Close(); os.RemoveAll(short) })
+	return l
 }

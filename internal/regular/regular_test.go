@@ -20,9 +20,7 @@ func specials(t *testing.T, dir string) map[string]string {
 	fifo := filepath.Join(dir, "fifo")
 	require.NoError(t, syscall.Mkfifo(fifo, 0o644))
 	sock := filepath.Join(dir, "sock")
-	l, err := net.Listen("unix", sock)
-	require.NoError(t, err)
-	t.Cleanup(func() { l.Close() })
+	listenUnix(t, sock)
 	sub := filepath.Join(dir, "sub")
 	require.NoError(t, os.Mkdir(sub, 0o755))
 	return map[string]string{"named pipe (FIFO)": fifo, "socket": sock, "directory": sub, "character device": "/dev/null"}
@@ -67,4 +65,23 @@ func TestReadFile(t *testing.T) {
 		_, err = ReadFile(p, 0)
 		assert.True(t, errors.Is(err, fs.ErrPermission), "%v", err)
 	}
+}
+
+// listenUnix makes a unix socket at path, through a short symbolic link to
+// its directory: socket addresses are limited to about 100 bytes, and
+// test directories can be longer.
+func listenUnix(t *testing.T, path string) net.Listener {
+	t.Helper()
+	base := "/tmp"
+	if _, err := os.Stat(base); err != nil {
+		base = ""
+	}
+	short, err := os.MkdirTemp(base, "sk")
+	require.NoError(t, err)
+	link := filepath.Join(short, "d")
+	require.NoError(t, os.Symlink(filepath.Dir(path), link))
+	l, err := net.Listen("unix", filepath.Join(link, filepath.Base(path)))
+	require.NoError(t, err)
+	t.Cleanup(func() { l.Close(); os.RemoveAll(short) })
+	return l
 }
