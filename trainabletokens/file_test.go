@@ -1,6 +1,7 @@
 package trainabletokens
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -243,7 +244,9 @@ func TestSaveFormat(t *testing.T) {
 		assert.Equal(t, map[string]any{"base_model_class": "BertForMaskedLM", "parent_library": "transformers.models.bert.modeling_bert"}, cfg["auto_mapping"])
 		meta, ts := readTensors(t, filepath.Join(dir, WeightsFile))
 		key := "base_model.model.bert.embeddings.word_embeddings.trainable_tokens_delta"
-		assert.Equal(t, []string{key}, keys(ts), "tied copies written once by default")
+		tied := "base_model.model.cls.predictions.decoder.trainable_tokens_delta"
+		assert.Equal(t, []string{key, tied}, keys(ts), "PEFT's key set: the tied decoder has its own copy")
+		assert.Equal(t, ts[key], ts[tied])
 		assert.Equal(t, "F32", ts[key].dtype)
 		assert.Equal(t, []int{2, 32}, ts[key].shape)
 		rs, _ := tm.Rows("default", "")
@@ -263,15 +266,28 @@ func TestSaveFormat(t *testing.T) {
 		require.NoError(t, err)
 		require.NoError(t, tm.AddAdapter("b", Config{TokenIndices: []int{8}, TargetRegex: `model\.shared`}))
 		dir := t.TempDir()
-		require.NoError(t, tm.Save(filepath.Join(dir, "a"), "", SaveOptions{BaseModelNameOrPath: "facebook/bart-base", Revision: "main", TiedDuplicates: true}))
+		require.NoError(t, tm.Save(filepath.Join(dir, "a"), "", SaveOptions{BaseModelNameOrPath: "facebook/bart-base", Revision: "main"}))
 		require.NoError(t, tm.Save(filepath.Join(dir, "b"), "b", SaveOptions{}))
+		require.NoError(t, tm.Save(filepath.Join(dir, "b1"), "b", SaveOptions{CompactTied: true}))
 		a, b := readConfig(t, filepath.Join(dir, "a")), readConfig(t, filepath.Join(dir, "b"))
 		assert.Equal(t, []any{"embed_tokens"}, a["target_modules"])
 		assert.Equal(t, false, a["init_weights"])
 		assert.Equal(t, "facebook/bart-base", a["base_model_name_or_path"])
 		assert.Equal(t, "main", a["revision"])
 		assert.Equal(t, `model\.shared`, b["target_modules"])
+		// target_modules ["embed_tokens"]: PEFT wraps the encoder's and the
+		// decoder's embed_tokens (separate modules sharing the weight), not
+		// model.shared, so no tied layers are added.
 		_, ts := readTensors(t, filepath.Join(dir, "a", WeightsFile))
+		assert.Equal(t, []string{
+			"base_model.model.model.decoder.embed_tokens.trainable_tokens_delta",
+			"base_model.model.model.encoder.embed_tokens.trainable_tokens_delta",
+		}, keys(ts), "PEFT's keys for list target embed_tokens")
+		assert.Equal(t, ts["base_model.model.model.decoder.embed_tokens.trainable_tokens_delta"].data,
+			ts["base_model.model.model.encoder.embed_tokens.trainable_tokens_delta"].data)
+		// A regex selecting model.shared (the input embedding): its tied
+		// modules follow, as in PEFT's standalone save.
+		_, ts = readTensors(t, filepath.Join(dir, "b", WeightsFile))
 		assert.Equal(t, []string{
 			"base_model.model.lm_head.trainable_tokens_delta",
 			"base_model.model.model.decoder.embed_tokens.trainable_tokens_delta",
@@ -281,6 +297,8 @@ func TestSaveFormat(t *testing.T) {
 		for _, k := range keys(ts) {
 			assert.Equal(t, ts["base_model.model.model.shared.trainable_tokens_delta"].data, ts[k].data)
 		}
+		_, ts = readTensors(t, filepath.Join(dir, "b1", WeightsFile))
+		assert.Equal(t, []string{"base_model.model.model.shared.trainable_tokens_delta"}, keys(ts), "compact: once per table")
 		err = tm.Save(filepath.Join(dir, "c"), "zzz", SaveOptions{})
 		assert.ErrorIs(t, err, ErrUnknownAdapter)
 		assert.NoDirExists(t, filepath.Join(dir, "c"))
@@ -294,7 +312,7 @@ func TestSaveFormat(t *testing.T) {
 			tm, err := Load(m, fixture(name), "")
 			require.NoError(t, err)
 			out := filepath.Join(t.TempDir(), name)
-			require.NoError(t, tm.Save(out, "", SaveOptions{BaseModelNameOrPath: "gopeft/" + name, TiedDuplicates: true}))
+			require.NoError(t, tm.Save(out, "", SaveOptions{BaseModelNameOrPath: "gopeft/" + name}))
 			want, err := os.ReadFile(filepath.Join(fixture(name), ConfigFile))
 			require.NoError(t, err)
 			got, err := os.ReadFile(filepath.Join(out, ConfigFile))
@@ -365,7 +383,7 @@ func TestRoundTrip(t *testing.T) {
 		want := bartOut(t, tm, m, src)
 		for _, dup := range []bool{false, true} {
 			dir := filepath.Join(t.TempDir(), "adapter")
-			require.NoError(t, tm.Save(dir, "", SaveOptions{TiedDuplicates: dup}))
+			require.NoError(t, tm.Save(dir, "", SaveOptions{CompactTied: !dup}))
 			fresh := testmodels.BART(t)
 			tm2, err := Load(fresh, dir, "")
 			require.NoError(t, err)
@@ -406,9 +424,12 @@ func TestRoundTrip(t *testing.T) {
 	})
 }
 
-// TestSavedFilesPassPEFTChecks runs make_fixtures.py --check (the structural
-// rules of PEFT and the safetensors library, then a torch load) on files
-// written by Save. Skipped without /usr/bin/python3 and torch.
+// TestSavedFilesPassPEFTChecks runs make_fixtures.py --check --model (the
+// structural rules of PEFT and the safetensors library, then PEFT's loading
+// rules: wrapped and tied modules, missing and unexpected keys, token ids
+// within the vocabulary) on files written by Save, and checks that it fails
+// on files PEFT would warn about or load wrongly. Skipped without
+// /usr/bin/python3 and torch.
 func TestSavedFilesPassPEFTChecks(t *testing.T) {
 	py := "/usr/bin/python3"
 	if err := exec.Command(py, "-c", "import torch").Run(); err != nil {
@@ -423,24 +444,76 @@ func TestSavedFilesPassPEFTChecks(t *testing.T) {
 			return New(testmodels.BERT(t), Config{TokenIndices: []int{1, 2, 3}}, "")
 		}},
 		{"bart-tiny", func() (*Model, error) {
+			return New(testmodels.BART(t), Config{TokenIndices: []int{10, 1099}}, "")
+		}},
+		{"bart-tiny", func() (*Model, error) {
 			return New(testmodels.BART(t), Config{TokenIndices: []int{10, 1099}, TargetModules: []string{"lm_head", "embed_tokens"}}, "")
 		}},
 	}
 	args := []string{script}
+	var compact []string
 	for _, c := range cases {
 		tm, err := c.make()
 		require.NoError(t, err)
-		for _, dup := range []bool{false, true} {
-			dir := filepath.Join(t.TempDir(), "adapter")
-			require.NoError(t, tm.Save(dir, "", SaveOptions{TiedDuplicates: dup, BaseModelNameOrPath: "x"}))
-			args = append(args, "--check", dir, "--model", testmodels.Dir(c.model))
-		}
+		dir := filepath.Join(t.TempDir(), "adapter")
+		require.NoError(t, tm.Save(dir, "", SaveOptions{BaseModelNameOrPath: "x"}))
+		args = append(args, "--check", dir, "--model", testmodels.Dir(c.model))
+		cdir := filepath.Join(t.TempDir(), "compact")
+		require.NoError(t, tm.Save(cdir, "", SaveOptions{CompactTied: true}))
+		compact = append(compact, cdir, testmodels.Dir(c.model))
 	}
 	out, err := exec.Command(py, args...).CombinedOutput()
 	require.NoError(t, err, "%s", out)
-	assert.Equal(t, 4, strings.Count(string(out), "ok config"), "%s", out)
-	assert.Contains(t, string(out), "ok base_model.model.lm_head.trainable_tokens_delta F32 [2, 32]")
-	assert.Contains(t, string(out), "ok base_model.model.cls.predictions.decoder.trainable_tokens_delta F32 [3, 32]")
+	assert.Equal(t, 3, strings.Count(string(out), "ok PEFT rules"), "%s", out)
+	assert.Contains(t, string(out), "wraps ['bert.embeddings.word_embeddings'], tied ['cls.predictions.decoder'], 2 keys")
+	assert.Contains(t, string(out), "wraps ['model.shared'], tied ['lm_head', 'model.decoder.embed_tokens', 'model.encoder.embed_tokens'], 4 keys")
+	assert.Contains(t, string(out), "wraps ['lm_head', 'model.decoder.embed_tokens', 'model.encoder.embed_tokens'], tied [], 3 keys")
+
+	// The compact form: PEFT loads it but warns about the tied keys.
+	for i := 0; i < 2; i++ { // the two default-target cases
+		out, err := exec.Command(py, script, "--check", compact[2*i], "--model", compact[2*i+1]).CombinedOutput()
+		require.Error(t, err, "%s", out)
+		assert.Contains(t, string(out), "missing keys", "%s", out)
+		assert.Contains(t, string(out), "Found missing adapter keys")
+	}
+
+	// A tensor keyed for a module PEFT does not wrap (same-length name, so
+	// the header stays valid): PEFT drops it and leaves the embedding's rows
+	// at their initial values.
+	tm, err := New(testmodels.BERT(t), Config{TokenIndices: []int{5}}, "")
+	require.NoError(t, err)
+	dir := filepath.Join(t.TempDir(), "wrong")
+	require.NoError(t, tm.Save(dir, "", SaveOptions{}))
+	st, err := os.ReadFile(filepath.Join(dir, WeightsFile))
+	require.NoError(t, err)
+	st = bytes.ReplaceAll(st, []byte("bert.embeddings.word_embeddings"), []byte("bert.embeddings.xxxx_embeddings"))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, WeightsFile), st, 0o644))
+	out, err = exec.Command(py, script, "--check", dir, "--model", testmodels.Dir("bert-tiny")).CombinedOutput()
+	require.Error(t, err, "%s", out)
+	assert.Contains(t, string(out), "unexpected keys ['base_model.model.bert.embeddings.xxxx_embeddings.trainable_tokens_delta'")
+	// The tied decoder's key still fills the shared rows.
+	assert.Contains(t, string(out), "missing keys ['base_model.model.bert.embeddings.word_embeddings.trainable_tokens_delta']")
+	// Compact and renamed: nothing fills the rows.
+	require.NoError(t, tm.Save(dir, "", SaveOptions{CompactTied: true}))
+	st, err = os.ReadFile(filepath.Join(dir, WeightsFile))
+	require.NoError(t, err)
+	st = bytes.ReplaceAll(st, []byte("bert.embeddings.word_embeddings"), []byte("bert.embeddings.xxxx_embeddings"))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, WeightsFile), st, 0o644))
+	out, err = exec.Command(py, script, "--check", dir, "--model", testmodels.Dir("bert-tiny")).CombinedOutput()
+	require.Error(t, err, "%s", out)
+	assert.Contains(t, string(out), "wrapped modules ['bert.embeddings.word_embeddings', 'cls.predictions.decoder'] then keep their initial rows", "%s", out)
+
+	// New-token ids beyond the base's vocabulary, with no tokenizer next to
+	// the adapter: PEFT's injection raises IndexError.
+	cfgPath := filepath.Join(dir, ConfigFile)
+	require.NoError(t, tm.Save(dir, "", SaveOptions{}))
+	raw, err := os.ReadFile(cfgPath)
+	require.NoError(t, err)
+	raw = bytes.Replace(raw, []byte("\"token_indices\": [\n    5\n  ]"), []byte("\"token_indices\": [\n    1040\n  ]"), 1)
+	require.NoError(t, os.WriteFile(cfgPath, raw, 0o644))
+	out, err = exec.Command(py, script, "--check", dir, "--model", testmodels.Dir("bert-tiny")).CombinedOutput()
+	require.Error(t, err, "%s", out)
+	assert.Contains(t, string(out), "token id 1040 >= 1038 rows", "%s", out)
 }
 
 // syntheticBERT builds an in-memory masked-LM (never serialized) with a
@@ -477,7 +550,7 @@ func TestFileSize(t *testing.T) {
 		require.NoError(t, tm.Save(dir, "", SaveOptions{}))
 		fi, err := os.Stat(filepath.Join(dir, WeightsFile))
 		require.NoError(t, err)
-		limit := int64(len(ids)*dim*4 + 4096)
+		limit := int64(4*len(ids)*dim*4 + 4096) // up to 4 tied copies (BART)
 		assert.LessOrEqual(t, fi.Size(), limit)
 		t.Logf("%T: %d tokens × %d dims: adapter_model.safetensors = %d bytes (rows %d, limit %d)",
 			m, len(ids), dim, fi.Size(), len(ids)*dim*4, limit)
@@ -502,10 +575,15 @@ func TestFileSize(t *testing.T) {
 	tm, err := New(wide, Config{TokenIndices: many}, "")
 	require.NoError(t, err)
 	dir := filepath.Join(t.TempDir(), "wide")
-	require.NoError(t, tm.Save(dir, "", SaveOptions{}))
+	require.NoError(t, tm.Save(dir, "", SaveOptions{CompactTied: true}))
 	fi, err := os.Stat(filepath.Join(dir, WeightsFile))
 	require.NoError(t, err)
-	assert.LessOrEqual(t, float64(fi.Size())/float64(100*256*4), 1.01)
+	assert.LessOrEqual(t, float64(fi.Size())/float64(100*256*4), 1.01, "compact: one copy")
+	peftDir := filepath.Join(t.TempDir(), "peft")
+	require.NoError(t, tm.Save(peftDir, "", SaveOptions{}))
+	fi, err = os.Stat(filepath.Join(peftDir, WeightsFile))
+	require.NoError(t, err)
+	assert.LessOrEqual(t, float64(fi.Size())/float64(2*100*256*4), 1.01, "PEFT's key set: the table and the tied decoder")
 	fresh := syntheticBERT[float32](t, 30522, 256, 1)
 	back, err := Load(fresh, dir, "")
 	require.NoError(t, err, "the digest matches the config's token_indices")

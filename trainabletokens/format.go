@@ -21,8 +21,9 @@ package trainabletokens
 // PEFT's standalone save also writes every tied module's copy of the rows
 // (BART: model.encoder.embed_tokens, model.decoder.embed_tokens and lm_head;
 // BERT: cls.predictions.decoder), because the tied layers share the
-// embedding layer's parameter dict. SaveOptions.TiedDuplicates does the
-// same; by default each table's rows are written once, which PEFT loads
+// embedding layer's parameter dict. Save does the same by default: it
+// writes exactly the keys PEFT's state dict has (peftkeys.go);
+// SaveOptions.CompactTied writes each table once, which PEFT loads
 // correctly (the tied layers share the parameter) but with a "Found missing
 // adapter keys" warning. Load accepts tied duplicates only when they equal
 // the table's tensor bit for bit.
@@ -107,11 +108,15 @@ type SaveOptions struct {
 	BaseModelNameOrPath string
 	// Revision is written as revision, the base model's revision ("" writes null).
 	Revision string
-	// TiedDuplicates also writes every tied module's copy of a table's rows
-	// under its own key, as PEFT's standalone save does (BART's
-	// encoder/decoder embed_tokens and lm_head, BERT's
-	// cls.predictions.decoder). Off by default: each table is written once.
-	TiedDuplicates bool
+	// CompactTied writes each table's rows once, under the table's own
+	// module name (when PEFT wraps it). By default Save writes PEFT's exact
+	// key set: one copy per module PEFT wraps, tied modules included (BART's
+	// model.shared, encoder/decoder embed_tokens and lm_head; BERT's
+	// word_embeddings and cls.predictions.decoder), so PEFT loads the file
+	// with no warning. PEFT loads a compact file correctly too (its tied
+	// layers share the embedding's parameter) but warns "Found missing
+	// adapter keys". Load reads both forms.
+	CompactTied bool
 }
 
 // LoadOptions tunes Load and LoadAdapter.

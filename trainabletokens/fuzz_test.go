@@ -62,7 +62,7 @@ func FuzzLoad(f *testing.F) {
 				first[tg.group.Table.HFPath] = append(first[tg.group.Table.HFPath], v)
 			}
 		}
-		files, err := tm.encode("", SaveOptions{TiedDuplicates: len(weights)%2 == 0})
+		files, err := tm.encode("", SaveOptions{CompactTied: len(weights)%2 == 0})
 		require.NoError(t, err)
 		_, err = tm.Unload()
 		require.NoError(t, err)

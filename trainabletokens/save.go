@@ -123,16 +123,17 @@ func (m *Model) encode(name string, opts SaveOptions) (map[string][]byte, error)
 		meta[metaTokenIndicesDigest] = indicesDigest(a.cfg.TokenIndices)
 	}
 	var tensors []safetensors.Tensor
-	for _, t := range a.targets {
+	peftMods := m.peftModules(a)
+	for i, t := range a.targets {
 		tab := t.group.Table
 		dim := tab.Embedding.Dim
 		data, dtype, err := encodeRows(t.rows, dim)
 		if err != nil {
 			return nil, fmt.Errorf("trainabletokens: saving %s: %w", tab.HFPath, err)
 		}
-		modules := []string{tab.HFPath}
-		if opts.TiedDuplicates {
-			modules = append(modules, tiedModules(t)...)
+		modules := peftMods[i]
+		if opts.CompactTied {
+			modules = []string{compactModule(t, modules)}
 		}
 		for _, mod := range modules {
 			tensors = append(tensors, safetensors.Tensor{Name: tensorKey(mod), DType: dtype, Shape: []int{len(t.ids), dim}, Data: data})

@@ -11,6 +11,7 @@ import (
 	"github.com/nlpodyssey/spago/optimizers/adam"
 
 	"github.com/gopeft/gopeft/finetune"
+	"github.com/gopeft/gopeft/internal/safetensors"
 	"github.com/gopeft/gopeft/models"
 	"github.com/gopeft/gopeft/trainabletokens"
 )
@@ -328,13 +329,37 @@ func sectionFile(s *summary) error {
 		if err != nil {
 			return err
 		}
-		payload := k * hidden * 4
+		// PEFT's key set holds one copy per wrapped module (the table and
+		// the tied decoder): the payload is every copy's rows.
+		copies, err := tensorCount(filepath.Join(out, trainabletokens.WeightsFile))
+		if err != nil {
+			return err
+		}
+		payload := copies * k * hidden * 4
 		r := fileFigure{v: v, k: k, safetensors: st.Size(), config: cfg.Size(), payload: payload}
-		fmt.Printf("  V=%-7d k=%-5d %s %d B (÷ k·dim·4 = %.4f), %s %d B\n", v, k, trainabletokens.WeightsFile, st.Size(),
-			float64(st.Size())/float64(payload), trainabletokens.ConfigFile, cfg.Size())
+		fmt.Printf("  V=%-7d k=%-5d %s %d B, %d copies (÷ copies·k·dim·4 = %.4f), %s %d B\n", v, k, trainabletokens.WeightsFile, st.Size(),
+			copies, float64(st.Size())/float64(payload), trainabletokens.ConfigFile, cfg.Size())
 		s.files = append(s.files, r)
 	}
 	return nil
+}
+
+// tensorCount is the number of tensors in a safetensors file.
+func tensorCount(file string) (int, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	h, err := safetensors.ReadHeader(f, fi.Size(), file)
+	if err != nil {
+		return 0, err
+	}
+	return len(h.Tensors), nil
 }
 
 type fileFigure struct {

@@ -89,7 +89,7 @@ func (s *summary) print() {
 		if f.k >= 100 {
 			g = "≤ 1.01: " + goal(r <= 1.01)
 		}
-		row("6", fmt.Sprintf("adapter file ÷ k·dim·4, V=%d k=%d", f.v, f.k), fmt.Sprintf("%.4f (%d B)", r, f.safetensors), g)
+		row("6", fmt.Sprintf("adapter file ÷ copies·k·dim·4, V=%d k=%d", f.v, f.k), fmt.Sprintf("%.4f (%d B)", r, f.safetensors), g)
 	}
 	_ = time.Second
 }

@@ -53,8 +53,13 @@ them independently of any file reader:
 The output is byte-identical on every run (no randomness, no timestamps).
 
 Checking. --check DIR reads an adapter directory (for example one written by
-gopeft's Save) the way PEFT and the safetensors library would, and fails
-loudly on anything they would reject or warn about: config keys PEFT does
+gopeft's Save) the way PEFT and the safetensors library would. With --model
+it applies PEFT's loading rules (see peft_load_rules: which modules PEFT
+wraps and ties, missing and unexpected keys, token ids beyond the
+vocabulary PEFT's injection indexes, resized by the tokenizer files next to
+the adapter or by saved embedding layers) and fails wherever PEFT would
+warn, raise or leave rows at their initial values; --untied loads the model
+as with tie_word_embeddings=False. It also fails on: config keys PEFT does
 not know, a wrong peft_type, a safetensors header that is not UTF-8 JSON, an
 entry without exactly dtype/shape/data_offsets, offsets that do not tile the
 data section, non-string metadata, keys not of the form
@@ -67,6 +72,7 @@ shape [V, dim]) and every token id must be < V.
 
 import json
 import os
+import re
 import struct
 import sys
 
@@ -168,7 +174,7 @@ def object_pairs_no_dups(pairs):
     return dict(pairs)
 
 
-def check(dir_, model_dir=None):
+def check(dir_, model_dir=None, untied=False):
     with open(os.path.join(dir_, "adapter_config.json"), "rb") as f:
         cfg = json.loads(f.read().decode("utf-8"), object_pairs_hook=object_pairs_no_dups)
     unknown = set(cfg) - PEFT_FIELDS
@@ -228,9 +234,15 @@ def check(dir_, model_dir=None):
     weights = None
     if model_dir:
         weights = torch.load(os.path.join(model_dir, "pytorch_model.bin"), map_location="cpu")
+        peft_load_rules(cfg, header, weights, model_dir, dir_, untied)
+    else:
+        print("note: no --model, so PEFT's loading rules (wrapped and tied modules, missing and unexpected keys) were not applied")
     torch_dtype = {"F32": torch.float32, "F64": torch.float64}
     for name, info in sorted(header.items()):
         prefix, suffix = "base_model.model.", ".trainable_tokens_delta"
+        if name.endswith(BASE_LAYER_SUFFIXES) and name.startswith(prefix):
+            print("ok %s %s %s (a full embedding layer: PEFT's save_embedding_layers)" % (name, info["dtype"], info["shape"]))
+            continue
         if not (name.startswith(prefix) and name.endswith(suffix)):
             fail("key %s is not base_model.model.<module>.trainable_tokens_delta" % name)
         module = name[len(prefix):-len(suffix)]
@@ -244,14 +256,160 @@ def check(dir_, model_dir=None):
             w = weights.get(module + ".weight")
             if w is None:
                 fail("%s: the model has no module %s" % (name, module))
-            if w.shape[1] != t.shape[1] or max(ids) >= w.shape[0]:
-                fail("%s: shape %s vs module weight %s, ids up to %d" % (name, list(t.shape), list(w.shape), max(ids)))
+            if w.shape[1] != t.shape[1]:
+                fail("%s: shape %s vs module weight %s" % (name, list(t.shape), list(w.shape)))
         print("ok %s %s %s sum=%.6f" % (name, info["dtype"], list(t.shape), float(t.double().sum())))
     print("ok config target_modules=%s token_indices=%s" % (json.dumps(tm), ids))
 
 
+# ---------------------------------------------------------------------------
+# PEFT's loading rules (PeftModel.from_pretrained / AutoPeftModel on a
+# standalone Trainable Tokens adapter), as read in PEFT's source:
+#   - src/peft/tuners/trainable_tokens/model.py: target_modules None means the
+#     input embedding's name; after injecting the targets, when the input
+#     embedding is wrapped and config.tie_word_embeddings is true, every module
+#     whose name ends with one of the model's tied-weight modules gets a tied
+#     layer sharing the embedding's parameter dict;
+#   - tuners_utils.check_target_module_exists: a string target is matched with
+#     re.fullmatch, a list entry matches a module named like it or ending with
+#     "." + entry;
+#   - layer.py update_layer: weight[token_indices] (IndexError for an id >= the
+#     table's rows: the base must be resized first);
+#   - save_and_load.set_peft_model_state_dict + load_state_dict(strict=False):
+#     keys of modules that are not wrapped are dropped silently (their rows are
+#     lost), and PeftModel.from_pretrained warns "Found missing adapter keys"
+#     for every wrapped module without a key (its rows stay at their initial
+#     values unless the module shares its parameter with one that has a key);
+#   - save_embedding_layers: <module>.base_layer.weight (and .bias) keys are
+#     whole embedding layers, loaded into the (resized) base;
+#   - auto.py AutoPeftModel: tokenizer files next to the adapter make it
+#     resize the base to len(tokenizer) before injecting.
+# The check fails wherever PEFT would warn, raise or leave a row at its
+# initial value.
+# ---------------------------------------------------------------------------
+
+BASE_LAYER_SUFFIXES = (".base_layer.weight", ".base_layer.bias")
+
+# transformers' _tied_weights_keys (modules tied to the input embedding) and
+# get_input_embeddings() per architecture / model_type.
+TIED_MODULES = {
+    "BertForMaskedLM": ["cls.predictions.decoder"],
+    "BartForConditionalGeneration": ["model.encoder.embed_tokens", "model.decoder.embed_tokens", "lm_head"],
+}
+INPUT_EMBEDDING = {"bert": "bert.embeddings.word_embeddings", "bart": "model.shared"}
+TASK_TYPES = {None, "SEQ_CLS", "SEQ_2_SEQ_LM", "CAUSAL_LM", "TOKEN_CLS", "QUESTION_ANS", "FEATURE_EXTRACTION"}
+
+
+def tokenizer_size(dir_):
+    """len(tokenizer) of the tokenizer files in dir_, or None when there are none
+    (vocab.txt or vocab.json, plus added_tokens.json / tokenizer_config.json's
+    added_tokens_decoder entries not in the vocabulary)."""
+    if not os.path.exists(os.path.join(dir_, "tokenizer_config.json")):
+        return None
+    vocab = set()
+    if os.path.exists(os.path.join(dir_, "vocab.txt")):
+        with open(os.path.join(dir_, "vocab.txt"), encoding="utf-8") as f:
+            vocab = {line.rstrip("\n") for line in f}
+            vocab.discard("")
+    elif os.path.exists(os.path.join(dir_, "vocab.json")):
+        with open(os.path.join(dir_, "vocab.json"), encoding="utf-8") as f:
+            vocab = set(json.load(f))
+    else:
+        fail("%s has tokenizer_config.json but no vocab.txt or vocab.json" % dir_)
+    extra = set()
+    if os.path.exists(os.path.join(dir_, "added_tokens.json")):
+        with open(os.path.join(dir_, "added_tokens.json"), encoding="utf-8") as f:
+            extra |= set(json.load(f))
+    with open(os.path.join(dir_, "tokenizer_config.json"), encoding="utf-8") as f:
+        tc = json.load(f)
+    for v in (tc.get("added_tokens_decoder") or {}).values():
+        extra.add(v["content"] if isinstance(v, dict) else v)
+    return len(vocab | extra)
+
+
+def peft_load_rules(cfg, header, weights, model_dir, adapter_dir, untied=False):
+    with open(os.path.join(model_dir, "config.json")) as f:
+        mcfg = json.load(f)
+    if untied:
+        mcfg["tie_word_embeddings"] = False
+    if cfg.get("task_type") not in TASK_TYPES:
+        fail("task_type %r is not one of PEFT's TaskType values" % cfg.get("task_type"))
+    arch = (mcfg.get("architectures") or [None])[0]
+    input_emb = INPUT_EMBEDDING.get(mcfg.get("model_type"))
+    if input_emb is None:
+        fail("model_type %r: its input embedding is not known to this check" % mcfg.get("model_type"))
+    # Module names: every prefix of a state-dict key; candidates for wrapping
+    # are the modules with a 2-D weight.
+    modules = set()
+    for k in weights:
+        parts = k.split(".")
+        for i in range(1, len(parts)):
+            modules.add(".".join(parts[:i]))
+    with_weight = sorted(m for m in modules if m + ".weight" in weights and weights[m + ".weight"].dim() == 2)
+    tm = cfg.get("target_modules")
+    if tm is None:
+        tm = input_emb
+
+    def targeted(name):
+        if isinstance(tm, str):
+            return re.fullmatch(tm, name) is not None
+        return name in tm or any(name.endswith("." + t) for t in tm)
+
+    wrapped = [m for m in sorted(modules) if targeted(m)]
+    if not wrapped:
+        fail("target_modules %s matches no module of %s: PEFT raises 'Target modules ... not found'" % (json.dumps(tm), arch))
+    for m in wrapped:
+        if m not in with_weight:
+            fail("target_modules %s matches module %s, which has no 2-D weight: PEFT cannot wrap it" % (json.dumps(tm), m))
+    tied = []
+    if input_emb in wrapped and mcfg.get("tie_word_embeddings", True):
+        for m in with_weight:
+            if m not in wrapped and any(m.endswith(t) for t in TIED_MODULES.get(arch, [])):
+                tied.append(m)
+    expected = {"base_model.model.%s.trainable_tokens_delta" % m for m in wrapped + tied}
+    deltas = {k for k in header if k.endswith(".trainable_tokens_delta")}
+    base_layers = {k for k in header if k.endswith(BASE_LAYER_SUFFIXES)}
+    missing = sorted(expected - deltas)
+    unexpected = sorted(deltas - expected)
+    if unexpected:
+        # The input embedding and its tied layers share one parameter dict:
+        # a key of any of them fills all.
+        shared = ([input_emb] + tied) if tied else []
+        key = "base_model.model.%s.trainable_tokens_delta"
+        shared_loaded = any(key % m not in missing for m in shared)
+        lost = [m for m in wrapped + tied if key % m in missing and not (m in shared and shared_loaded)]
+        fail("unexpected keys %s: PEFT's load_state_dict(strict=False) drops them silently%s"
+             % (unexpected, "; wrapped modules %s then keep their initial rows" % lost if lost else
+                "; missing keys %s" % missing if missing else ""))
+    if missing:
+        fail("missing keys %s: PEFT warns 'Found missing adapter keys while loading the checkpoint'" % missing)
+    # The vocabulary PEFT's injection indexes: the base's, resized by
+    # AutoPeftModel to the tokenizer next to the adapter, or the saved layers.
+    vocab = weights[input_emb + ".weight"].shape[0]
+    resized_by = "the base model (%s rows)" % vocab
+    ntok = tokenizer_size(adapter_dir)
+    if ntok is not None:
+        vocab, resized_by = ntok, "the tokenizer next to the adapter (AutoPeftModel resizes the base to %d)" % ntok
+    for k in sorted(base_layers):
+        mod = k[len("base_model.model."):-len(".base_layer.weight")] if k.endswith(".weight") else None
+        if mod is None:
+            continue
+        if mod not in wrapped + tied:
+            fail("%s: a saved embedding layer for %s, which PEFT does not wrap" % (k, mod))
+        rows_ = header[k]["shape"][0]
+        if ntok is not None and rows_ != ntok:
+            fail("%s has %d rows but the tokenizer next to the adapter has %d tokens" % (k, rows_, ntok))
+        vocab, resized_by = rows_, "the saved embedding layer %s (%d rows)" % (k, rows_)
+    ids = cfg["token_indices"]
+    if ids and max(ids) >= vocab:
+        fail("token id %d >= %d rows of %s: PEFT raises IndexError at injection; save the tokenizer with the added "
+             "tokens next to the adapter (AutoPeftModel then resizes the base) or resize the base first" % (max(ids), vocab, resized_by))
+    print("ok PEFT rules: wraps %s, tied %s, %d keys as PEFT expects, vocabulary from %s"
+          % (wrapped, tied, len(expected), resized_by))
+
+
 def main(argv):
-    usage = "usage: make_fixtures.py [--check DIR [--model HF_MODEL_DIR]]..."
+    usage = "usage: make_fixtures.py [--check DIR [--model HF_MODEL_DIR [--untied]]]..."
     if not argv:
         write_all()
         return
@@ -259,15 +417,18 @@ def main(argv):
     i = 0
     while i < len(argv):
         if argv[i] == "--check" and i + 1 < len(argv):
-            jobs.append([argv[i + 1], None])
+            jobs.append([argv[i + 1], None, False])
             i += 2
         elif argv[i] == "--model" and i + 1 < len(argv) and jobs and jobs[-1][1] is None:
             jobs[-1][1] = argv[i + 1]
             i += 2
+        elif argv[i] == "--untied" and jobs and jobs[-1][1] is not None:
+            jobs[-1][2] = True  # load the model with tie_word_embeddings=False
+            i += 1
         else:
             fail(usage)
-    for dir_, model in jobs:
-        check(dir_, model)
+    for dir_, model, untied in jobs:
+        check(dir_, model, untied)
 
 
 if __name__ == "__main__":
