@@ -153,8 +153,9 @@ func TestBERTWorkflow(t *testing.T) {
 	assert.True(t, ai.PEFTOK, "%v", ai.Problems)
 	require.NotNil(t, ai.GopeftLoads)
 	assert.True(t, *ai.GopeftLoads)
-	require.Len(t, ai.Tensors, 1)
+	require.Len(t, ai.Tensors, 2, "PEFT's key set: the table and the tied decoder")
 	assert.Equal(t, "base_model.model.bert.embeddings.word_embeddings.trainable_tokens_delta", ai.Tensors[0].Name)
+	assert.Equal(t, "base_model.model.cls.predictions.decoder.trainable_tokens_delta", ai.Tensors[1].Name)
 	assert.Equal(t, []uint64{4, 32}, ai.Tensors[0].Shape)
 	assert.NotEmpty(t, ai.Warnings, "the base is a cybertron directory PEFT cannot load")
 
@@ -197,8 +198,16 @@ func TestBARTWorkflow(t *testing.T) {
 
 	var ai adapterInfo
 	ok(t, dir, &ai, "inspect", "adapter", "--model", "grown")
-	require.NotEmpty(t, ai.Tensors)
-	assert.Equal(t, "base_model.model.model.shared.trainable_tokens_delta", ai.Tensors[0].Name)
+	var names []string
+	for _, ts := range ai.Tensors {
+		names = append(names, ts.Name)
+	}
+	assert.ElementsMatch(t, []string{ // PEFT's key set: the shared table and its tied modules
+		"base_model.model.model.shared.trainable_tokens_delta",
+		"base_model.model.model.encoder.embed_tokens.trainable_tokens_delta",
+		"base_model.model.model.decoder.embed_tokens.trainable_tokens_delta",
+		"base_model.model.lm_head.trainable_tokens_delta",
+	}, names)
 	require.NotNil(t, ai.GopeftLoads)
 	assert.True(t, *ai.GopeftLoads, ai.GopeftError)
 
