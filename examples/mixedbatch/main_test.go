@@ -20,6 +20,7 @@ func TestRunSmall(t *testing.T) {
 		assert.Contains(t, out, m+": 4 different adapters in one batch:")
 		assert.Contains(t, out, m+": one adapter for all 4:")
 		assert.Contains(t, out, m+": mixed / one-adapter throughput = ")
+		assert.Contains(t, out, m+": one adapter active, plain batch:")
 		assert.Contains(t, out, "(goal >= 0.90: ")
 		assert.Contains(t, out, m+": max |mixed - each sample alone with its adapter active| = 0 (goal <= 1e-6: PASS)")
 	}
