@@ -274,3 +274,16 @@ func TestAddTokensSlotsBART(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, tok.Added(), again.Added())
 }
+
+func TestReservedSlotsRejectsBadArguments(t *testing.T) {
+	_, err := ReservedSlots(nil, nil)
+	assert.ErrorIs(t, err, ErrUnsupportedModel)
+	m := testmodels.BERT(t)
+	free, err := ReservedSlots(m, nil) // a tokenizer over the model's vocabulary
+	require.NoError(t, err)
+	assert.Len(t, free, 30)
+	_, err = ReservedSlots(m, bartTok(t))
+	assert.ErrorContains(t, err, "a bart tokenizer cannot serve *bert.ModelForMaskedLM")
+	_, err = ReservedSlots(testmodels.BART(t), nil)
+	assert.ErrorContains(t, err, "pass its tokenizer")
+}

@@ -257,3 +257,25 @@ func TestMixedGenerateBARTEqualsEachAdapterAlone(t *testing.T) {
 	_, err = tm.MixedGenerateBART(sources, names[:1], opts)
 	assert.ErrorContains(t, err, "4 sources but 1 adapter names")
 }
+
+func TestMixedConditionalGenerationRejectsBadInput(t *testing.T) {
+	m := loadedBART(t)
+	tm, err := New(m, Config{TokenIndices: []int{50}}, "x")
+	require.NoError(t, err)
+	start := m.Bart.Config.DecoderStartTokenID
+	_, err = tm.MixedConditionalGenerationLogits([][]int{{0, 2}}, [][]int{{start}}, []string{"x", "x"})
+	assert.ErrorContains(t, err, "1 samples but 2 adapter names")
+	_, err = tm.MixedConditionalGenerationLogits([][]int{{0, 2}}, [][]int{{start}}, []string{"nope"})
+	assert.ErrorIs(t, err, ErrUnknownAdapter)
+	_, err = finetune.MixedConditionalGenerationLogits(m, [][]int{{0, 2}, {0, 2}}, [][]int{{start}}, nil)
+	assert.ErrorContains(t, err, "2 sources but 1 decoder inputs")
+	_, err = tm.MixedConditionalGenerationLogits([][]int{{0, 99999}}, [][]int{{start}}, []string{"x"})
+	assert.ErrorIs(t, err, finetune.ErrInvalidInput)
+	assert.ErrorContains(t, err, "99999")
+	_, err = tm.MixedConditionalGenerationLogits(nil, nil, nil)
+	assert.ErrorIs(t, err, finetune.ErrInvalidInput)
+	_, err = tm.MixedGenerateBART([][]int{{0, 2}}, []string{"nope"}, finetune.GenerateOptions{})
+	assert.ErrorIs(t, err, ErrUnknownAdapter)
+	_, err = tm.MixedMaskedLMLogits(nil, nil)
+	assert.ErrorContains(t, err, "needs a *bert.ModelForMaskedLM base")
+}
