@@ -39,12 +39,14 @@ const addedTokensFile = "added_tokens.json"
 // are put back and the error says what failed: dir holds its previous
 // files, never a mix, and no temporary file. Only a crash (power loss,
 // kill -9) in the middle of the renames can leave a mix, and a temporary
-// file or two (names starting with "."): the order makes the likely one a
-// new added_tokens.json beside the previous vocabulary, which LoadTokenizer
-// reads as Hugging Face's layout (the added tokens at their ids after the
-// vocabulary) or refuses with an error naming the token; it never gives an
-// added token another id. Files other than these are never touched. A FIFO
-// or other special file in place of any of them is an error before
+// file or two (names starting with "."). The order keeps such a mix
+// loadable when dir held the previous vocabulary files: a new
+// added_tokens.json beside the previous vocabulary is Hugging Face's layout
+// (the added tokens at their ids after the vocabulary), so LoadTokenizer
+// gives every added token its new id (TestWriteVocabFilesCrashStates). In
+// a directory without a vocabulary the mix has no vocabulary file yet and
+// LoadTokenizer refuses it. Files other than these are never touched. A
+// FIFO or other special file in place of any of them is an error before
 // anything is written. The model itself (spago_model.bin) is saved
 // separately, e.g. with models.Save.
 func WriteVocabFiles(dir string, tok *Tokenizer) error {

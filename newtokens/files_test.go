@@ -252,3 +252,70 @@ func TestWriteVocabFilesInjectedFailures(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, tok.VocabSize(), now.VocabSize())
 }
+
+// TestWriteVocabFilesCrashStates: a crash between WriteVocabFiles' renames
+// leaves a prefix of its rename order done. Every such state loads, with
+// each added token at its new id (growing a directory that held the
+// previous vocabulary files; see WriteVocabFiles for the guarantee).
+func TestWriteVocabFilesCrashStates(t *testing.T) {
+	for _, kind := range []string{testmodels.BERTName, testmodels.BARTName} {
+		t.Run(kind, func(t *testing.T) {
+			dir := testmodels.ConvertedDir(t, kind)
+			var m nn.Model
+			var err error
+			if kind == testmodels.BERTName {
+				m, err = nn.LoadFromFile[*bert.ModelForMaskedLM](filepath.Join(dir, testmodels.SpagoModelFile))
+			} else {
+				var bm *bart.ModelForConditionalGeneration
+				bm, err = nn.LoadFromFile[*bart.ModelForConditionalGeneration](filepath.Join(dir, testmodels.SpagoModelFile))
+				testmodels.RewireBARTShared(bm)
+				m = bm
+			}
+			require.NoError(t, err)
+			tok, err := LoadTokenizer(dir)
+			require.NoError(t, err)
+			_, err = AddTokens(m, tok, newWords[:1], nil)
+			require.NoError(t, err)
+			require.NoError(t, WriteVocabFiles(dir, tok)) // the previous state
+			old := dirState(t, dir)
+			res, err := AddTokens(m, tok, newWords[1:], nil)
+			require.NoError(t, err)
+
+			var order []string
+			newDir := t.TempDir()
+			for name, content := range old {
+				require.NoError(t, os.WriteFile(filepath.Join(newDir, name), []byte(content), 0o644))
+			}
+			vocabHook = func(s string) error {
+				if strings.HasPrefix(s, "rename ") {
+					order = append(order, strings.TrimPrefix(s, "rename "))
+				}
+				return nil
+			}
+			err = WriteVocabFiles(newDir, tok)
+			vocabHook = nil
+			require.NoError(t, err)
+			fresh := dirState(t, newDir)
+
+			for done := 0; done <= len(order); done++ {
+				crashed := t.TempDir()
+				for name, content := range old {
+					require.NoError(t, os.WriteFile(filepath.Join(crashed, name), []byte(content), 0o644))
+				}
+				for _, name := range order[:done] {
+					require.NoError(t, os.WriteFile(filepath.Join(crashed, name), []byte(fresh[name]), 0o644))
+				}
+				got, err := LoadTokenizer(crashed)
+				require.NoError(t, err, "after renaming %v", order[:done])
+				if done == 0 {
+					continue // the previous state
+				}
+				for i, w := range newWords[1:] {
+					id, ok := got.ID(w)
+					require.True(t, ok, "after renaming %v: %q known", order[:done], w)
+					assert.Equal(t, res.IDs[i], id, "after renaming %v: %q keeps its id", order[:done], w)
+				}
+			}
+		})
+	}
+}
