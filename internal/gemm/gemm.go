@@ -36,9 +36,9 @@ const (
 type path struct {
 	name   string
 	mr, nr int
-	// k32 is C[0:mr, 0:nr] += Ap·Bp over kb packed steps; nil for the
-	// portable Go kernel.
-	k32 func(kb int, ap, bp, c []float32, ldc int)
+	// k32 is C[0:mr, 0:nr] += A·B over kb steps, operands laid out as
+	// kernelGo's; nil for the portable Go kernel.
+	k32 func(kb int, ap *float32, sp, si int, bp *float32, sb int, c *float32, ldc int)
 }
 
 // goPath is the portable kernel; float64 products always use it.
@@ -148,23 +148,68 @@ func pool[T Float]() *sync.Pool {
 }
 
 // serial is the blocked product on one goroutine: C += op(A)·op(B).
+//
+// Operands are read in place when the micro-kernel can walk them: A
+// always (row-major or transposed: the kernel takes a step and a row
+// stride), B when it is not transposed (its rows hold the nr contiguous
+// columns a step needs). Only transposed B blocks and the ragged edge
+// panels (fewer than mr rows or nr columns, zero-padded) are packed.
 func serial[T Float](pa *path, transA, transB bool, m, n, k int, a []T, lda int, b []T, ldb int, c []T, ldc int) {
 	p := pool[T]()
 	buf := p.Get().(*buffers[T])
 	defer p.Put(buf)
+	mr, nr := pa.mr, pa.nr
 	for j0 := 0; j0 < n; j0 += nc {
 		nb := min(nc, n-j0)
 		for p0 := 0; p0 < k; p0 += kc {
 			kb := min(kc, k-p0)
-			packB(pa.nr, transB, b, ldb, p0, j0, kb, nb, buf.b)
+			bEdge := nb / nr // index of the ragged column panel, if any
+			if transB {
+				packB(nr, true, b, ldb, p0, j0, kb, nb, buf.b)
+			} else if nb%nr != 0 {
+				packB(nr, false, b, ldb, p0, j0+bEdge*nr, kb, nb-bEdge*nr, buf.b)
+			}
+			bPanel := func(jq int) opnd[T] {
+				switch {
+				case transB:
+					return opnd[T]{d: buf.b[jq*nr*kb:], sp: nr, si: 1}
+				case jq == bEdge:
+					return opnd[T]{d: buf.b, sp: nr, si: 1}
+				}
+				return opnd[T]{d: b[p0*ldb+j0+jq*nr:], sp: ldb, si: 1}
+			}
 			for i0 := 0; i0 < m; i0 += mc {
 				mb := min(mc, m-i0)
-				packA(pa.mr, transA, a, lda, i0, p0, mb, kb, buf.a)
-				macro(pa, mb, nb, kb, buf, c[i0*ldc+j0:], ldc)
+				aEdge := mb / mr
+				if mb%mr != 0 {
+					packA(mr, transA, a, lda, i0+aEdge*mr, p0, mb-aEdge*mr, kb, buf.a)
+				}
+				aPanel := func(iq int) opnd[T] {
+					ii := i0 + iq*mr
+					switch {
+					case iq == aEdge:
+						return opnd[T]{d: buf.a, sp: mr, si: 1}
+					case transA:
+						return opnd[T]{d: a[p0*lda+ii:], sp: lda, si: 1}
+					}
+					return opnd[T]{d: a[ii*lda+p0:], sp: 1, si: lda}
+				}
+				macro(pa, mb, nb, kb, aPanel, bPanel, buf, c[i0*ldc+j0:], ldc)
 			}
 		}
 	}
 }
+
+// opnd is one micro-panel of A (mr rows) or B (nr columns) over kb steps:
+// element (r, p) at d[p*sp + r*si].
+type opnd[T Float] struct {
+	d      []T
+	sp, si int
+}
+
+// need is the number of values of d a kernel reads from a panel of rows
+// r < rows over kb steps.
+func (o opnd[T]) need(rows, kb int) int { return (kb-1)*o.sp + (rows-1)*o.si + 1 }
 
 // packB copies op(B)[p0:p0+kb, j0:j0+nb] into panels of nr columns:
 // panel q holds, for each p, the nr values op(B)[p0+p, j0+q*nr : +nr],
@@ -224,14 +269,14 @@ func packA[T Float](mr int, trans bool, a []T, lda, i0, p0, mb, kb int, dst []T)
 }
 
 // macro runs the micro-kernel over every mr×nr tile of an mb×nb block.
-func macro[T Float](pa *path, mb, nb, kb int, buf *buffers[T], c []T, ldc int) {
+func macro[T Float](pa *path, mb, nb, kb int, aPanel, bPanel func(int) opnd[T], buf *buffers[T], c []T, ldc int) {
 	mr, nr := pa.mr, pa.nr
 	for jq := 0; jq*nr < nb; jq++ {
 		w := min(nr, nb-jq*nr)
-		bp := buf.b[jq*nr*kb:]
+		bp := bPanel(jq)
 		for iq := 0; iq*mr < mb; iq++ {
 			h := min(mr, mb-iq*mr)
-			ap := buf.a[iq*mr*kb:]
+			ap := aPanel(iq)
 			ct := c[iq*mr*ldc+jq*nr:]
 			if h == mr && w == nr {
 				kernel(pa, kb, ap, bp, ct, ldc)
@@ -250,34 +295,35 @@ func macro[T Float](pa *path, mb, nb, kb int, buf *buffers[T], c []T, ldc int) {
 	}
 }
 
-// kernel is C[0:mr, 0:nr] += Ap·Bp over kb packed steps.
-func kernel[T Float](pa *path, kb int, ap, bp, c []T, ldc int) {
+// kernel is C[0:mr, 0:nr] += A·B over kb steps.
+func kernel[T Float](pa *path, kb int, ap, bp opnd[T], c []T, ldc int) {
+	mr, nr := pa.mr, pa.nr
+	// The assembly cannot check bounds: do it here.
+	_ = ap.d[ap.need(mr, kb)-1]
+	_ = bp.d[bp.need(1, kb)+nr-2]
+	_ = c[(mr-1)*ldc+nr-1]
 	if pa.k32 != nil {
-		if f32, ok := any(ap).([]float32); ok {
-			// The assembly reads mr·kb and nr·kb packed values and writes
-			// mr rows of C: check the bounds it cannot.
-			_ = f32[pa.mr*kb-1]
-			bp32, c32 := any(bp).([]float32), any(c).([]float32)
-			_ = bp32[pa.nr*kb-1]
-			_ = c32[(pa.mr-1)*ldc+pa.nr-1]
-			pa.k32(kb, f32, bp32, c32, ldc)
+		if a32, ok := any(ap.d).([]float32); ok {
+			b32, c32 := any(bp.d).([]float32), any(c).([]float32)
+			pa.k32(kb, &a32[0], ap.sp, ap.si, &b32[0], bp.sp, &c32[0], ldc)
 			return
 		}
 	}
-	kernelGo(pa.mr, pa.nr, kb, ap, bp, c, ldc)
+	kernelGo(mr, nr, kb, ap, bp, c, ldc)
 }
 
 // kernelGo is the portable micro-kernel: 2×4 register tiles, each summed
-// over all kb steps.
-func kernelGo[T Float](mr, nr, kb int, ap, bp, c []T, ldc int) {
-	ap, bp = ap[:kb*mr], bp[:kb*nr]
+// over all kb steps. A(i, p) is ap.d[p*ap.sp + i*ap.si], B(p, j) is
+// bp.d[p*bp.sp + j] (bp.si is 1).
+func kernelGo[T Float](mr, nr, kb int, ap, bp opnd[T], c []T, ldc int) {
+	ad, bd := ap.d, bp.d
 	for i := 0; i < mr; i += 2 {
 		for j := 0; j < nr; j += 4 {
 			var c00, c01, c02, c03, c10, c11, c12, c13 T
 			for p := 0; p < kb; p++ {
-				a := ap[p*mr+i : p*mr+i+2 : p*mr+i+2]
-				b := bp[p*nr+j : p*nr+j+4 : p*nr+j+4]
-				a0, a1 := a[0], a[1]
+				ao := p*ap.sp + i*ap.si
+				b := bd[p*bp.sp+j : p*bp.sp+j+4 : p*bp.sp+j+4]
+				a0, a1 := ad[ao], ad[ao+ap.si]
 				b0, b1, b2, b3 := b[0], b[1], b[2], b[3]
 				c00 += a0 * b0
 				c01 += a0 * b1

@@ -2,18 +2,26 @@
 
 #include "textflag.h"
 
-// func kernel256(kb int, ap, bp, c []float32, ldc int)
+// func kernel256(kb int, ap *float32, sp, si int, bp *float32, sb int, c *float32, ldc int)
 //
-// C[0:6, 0:16] += sum over p < kb of Ap[p*6+i] * Bp[p*16+j]: twelve YMM
-// accumulators (6 rows × 2 halves of 16 columns), one broadcast of A and
-// two loads of B per row step, fused multiply-adds.
-TEXT ·kernel256(SB), NOSPLIT, $0-88
+// C[0:6, 0:16] += sum over p < kb of A(i, p) * B(p, j), addressed as in
+// kernel512: twelve YMM accumulators (6 rows × 2 halves of 16 columns),
+// one broadcast of A and two loads of B per row step, fused multiply-adds.
+TEXT ·kernel256(SB), NOSPLIT, $0-64
 	MOVQ kb+0(FP), CX
-	MOVQ ap_base+8(FP), SI
-	MOVQ bp_base+32(FP), DI
-	MOVQ c_base+56(FP), DX
-	MOVQ ldc+80(FP), R8
+	MOVQ ap+8(FP), R10
+	MOVQ sp+16(FP), R9
+	SHLQ $2, R9
+	MOVQ si+24(FP), R12
+	SHLQ $2, R12
+	MOVQ bp+32(FP), DI
+	MOVQ sb+40(FP), BX
+	SHLQ $2, BX
+	MOVQ c+48(FP), DX
+	MOVQ ldc+56(FP), R8
 	SHLQ $2, R8
+	LEAQ (R12)(R12*2), AX
+	LEAQ (R10)(AX*1), R11
 
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
@@ -29,35 +37,36 @@ TEXT ·kernel256(SB), NOSPLIT, $0-88
 	VXORPS Y11, Y11, Y11
 
 	TESTQ CX, CX
-	JE    store
+	JE    store256
 
-loop:
-	VMOVUPS      (DI), Y12
-	VMOVUPS      32(DI), Y13
-	VBROADCASTSS (SI), Y14
+loop256:
+	VMOVUPS (DI), Y12
+	VMOVUPS 32(DI), Y13
+	VBROADCASTSS (R10), Y14
 	VFMADD231PS  Y12, Y14, Y0
 	VFMADD231PS  Y13, Y14, Y1
-	VBROADCASTSS 4(SI), Y15
+	VBROADCASTSS (R10)(R12*1), Y15
 	VFMADD231PS  Y12, Y15, Y2
 	VFMADD231PS  Y13, Y15, Y3
-	VBROADCASTSS 8(SI), Y14
+	VBROADCASTSS (R10)(R12*2), Y14
 	VFMADD231PS  Y12, Y14, Y4
 	VFMADD231PS  Y13, Y14, Y5
-	VBROADCASTSS 12(SI), Y15
+	VBROADCASTSS (R11), Y15
 	VFMADD231PS  Y12, Y15, Y6
 	VFMADD231PS  Y13, Y15, Y7
-	VBROADCASTSS 16(SI), Y14
+	VBROADCASTSS (R11)(R12*1), Y14
 	VFMADD231PS  Y12, Y14, Y8
 	VFMADD231PS  Y13, Y14, Y9
-	VBROADCASTSS 20(SI), Y15
+	VBROADCASTSS (R11)(R12*2), Y15
 	VFMADD231PS  Y12, Y15, Y10
 	VFMADD231PS  Y13, Y15, Y11
-	ADDQ         $24, SI
-	ADDQ         $64, DI
-	DECQ         CX
-	JNE          loop
+	ADDQ R9, R10
+	ADDQ R9, R11
+	ADDQ BX, DI
+	DECQ CX
+	JNE  loop256
 
-store:
+store256:
 	VADDPS  (DX), Y0, Y0
 	VADDPS  32(DX), Y1, Y1
 	VMOVUPS Y0, (DX)
@@ -90,18 +99,32 @@ store:
 	VZEROUPPER
 	RET
 
-// func kernel512(kb int, ap, bp, c []float32, ldc int)
+// func kernel512(kb int, ap *float32, sp, si int, bp *float32, sb int, c *float32, ldc int)
 //
-// C[0:12, 0:32] += sum over p < kb of Ap[p*12+i] * Bp[p*32+j]: 24 ZMM
-// accumulators (12 rows × 2 halves of 32 columns), two loads of B per
-// step and each A value broadcast from memory into the fused multiply-add.
-TEXT ·kernel512(SB), NOSPLIT, $0-88
+// C[0:12, 0:32] += sum over p < kb of A(i, p) * B(p, j), where A(i, p) is
+// at ap[p*sp + i*si] (packed: sp = 12, si = 1; a row-major A read in place:
+// sp = 1, si = lda) and B(p, 0:32) at bp[p*sb:] (packed: sb = 32; a
+// row-major B read in place: sb = ldb). 24 ZMM accumulators (12 rows × 2
+// halves of 32 columns), two loads of B per step, each A value broadcast
+// from memory into the fused multiply-add. Rows 0–11 are addressed from
+// four bases (rows 3q, 3q+1, 3q+2 as base, base+si, base+2si).
+TEXT ·kernel512(SB), NOSPLIT, $0-64
 	MOVQ kb+0(FP), CX
-	MOVQ ap_base+8(FP), SI
-	MOVQ bp_base+32(FP), DI
-	MOVQ c_base+56(FP), DX
-	MOVQ ldc+80(FP), R8
+	MOVQ ap+8(FP), R10
+	MOVQ sp+16(FP), R9
+	SHLQ $2, R9
+	MOVQ si+24(FP), R12
+	SHLQ $2, R12
+	MOVQ bp+32(FP), DI
+	MOVQ sb+40(FP), BX
+	SHLQ $2, BX
+	MOVQ c+48(FP), DX
+	MOVQ ldc+56(FP), R8
 	SHLQ $2, R8
+	LEAQ (R12)(R12*2), AX // 3·si bytes
+	LEAQ (R10)(AX*1), R11
+	LEAQ (R11)(AX*1), R13
+	LEAQ (R13)(AX*1), R14
 
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
@@ -134,32 +157,35 @@ TEXT ·kernel512(SB), NOSPLIT, $0-88
 loop512:
 	VMOVUPS (DI), Z24
 	VMOVUPS 64(DI), Z25
-	VFMADD231PS.BCST 0(SI), Z24, Z0
-	VFMADD231PS.BCST 0(SI), Z25, Z1
-	VFMADD231PS.BCST 4(SI), Z24, Z2
-	VFMADD231PS.BCST 4(SI), Z25, Z3
-	VFMADD231PS.BCST 8(SI), Z24, Z4
-	VFMADD231PS.BCST 8(SI), Z25, Z5
-	VFMADD231PS.BCST 12(SI), Z24, Z6
-	VFMADD231PS.BCST 12(SI), Z25, Z7
-	VFMADD231PS.BCST 16(SI), Z24, Z8
-	VFMADD231PS.BCST 16(SI), Z25, Z9
-	VFMADD231PS.BCST 20(SI), Z24, Z10
-	VFMADD231PS.BCST 20(SI), Z25, Z11
-	VFMADD231PS.BCST 24(SI), Z24, Z12
-	VFMADD231PS.BCST 24(SI), Z25, Z13
-	VFMADD231PS.BCST 28(SI), Z24, Z14
-	VFMADD231PS.BCST 28(SI), Z25, Z15
-	VFMADD231PS.BCST 32(SI), Z24, Z16
-	VFMADD231PS.BCST 32(SI), Z25, Z17
-	VFMADD231PS.BCST 36(SI), Z24, Z18
-	VFMADD231PS.BCST 36(SI), Z25, Z19
-	VFMADD231PS.BCST 40(SI), Z24, Z20
-	VFMADD231PS.BCST 40(SI), Z25, Z21
-	VFMADD231PS.BCST 44(SI), Z24, Z22
-	VFMADD231PS.BCST 44(SI), Z25, Z23
-	ADDQ $48, SI
-	ADDQ $128, DI
+	VFMADD231PS.BCST (R10), Z24, Z0
+	VFMADD231PS.BCST (R10), Z25, Z1
+	VFMADD231PS.BCST (R10)(R12*1), Z24, Z2
+	VFMADD231PS.BCST (R10)(R12*1), Z25, Z3
+	VFMADD231PS.BCST (R10)(R12*2), Z24, Z4
+	VFMADD231PS.BCST (R10)(R12*2), Z25, Z5
+	VFMADD231PS.BCST (R11), Z24, Z6
+	VFMADD231PS.BCST (R11), Z25, Z7
+	VFMADD231PS.BCST (R11)(R12*1), Z24, Z8
+	VFMADD231PS.BCST (R11)(R12*1), Z25, Z9
+	VFMADD231PS.BCST (R11)(R12*2), Z24, Z10
+	VFMADD231PS.BCST (R11)(R12*2), Z25, Z11
+	VFMADD231PS.BCST (R13), Z24, Z12
+	VFMADD231PS.BCST (R13), Z25, Z13
+	VFMADD231PS.BCST (R13)(R12*1), Z24, Z14
+	VFMADD231PS.BCST (R13)(R12*1), Z25, Z15
+	VFMADD231PS.BCST (R13)(R12*2), Z24, Z16
+	VFMADD231PS.BCST (R13)(R12*2), Z25, Z17
+	VFMADD231PS.BCST (R14), Z24, Z18
+	VFMADD231PS.BCST (R14), Z25, Z19
+	VFMADD231PS.BCST (R14)(R12*1), Z24, Z20
+	VFMADD231PS.BCST (R14)(R12*1), Z25, Z21
+	VFMADD231PS.BCST (R14)(R12*2), Z24, Z22
+	VFMADD231PS.BCST (R14)(R12*2), Z25, Z23
+	ADDQ R9, R10
+	ADDQ R9, R11
+	ADDQ R9, R13
+	ADDQ R9, R14
+	ADDQ BX, DI
 	DECQ CX
 	JNE  loop512
 

@@ -17,12 +17,13 @@ func supported() []*path {
 	return append(ps, goPath)
 }
 
-// kernel512 is C[0:12, 0:32] += Ap·Bp over kb packed steps (gemm_amd64.s).
+// kernel512 is the 12×32 micro-kernel (gemm_amd64.s); see kernelGo for
+// the operands' layout.
 //
 //go:noescape
-func kernel512(kb int, ap, bp, c []float32, ldc int)
+func kernel512(kb int, ap *float32, sp, si int, bp *float32, sb int, c *float32, ldc int)
 
-// kernel256 is C[0:6, 0:16] += Ap·Bp over kb packed steps (gemm_amd64.s).
+// kernel256 is the 6×16 micro-kernel (gemm_amd64.s).
 //
 //go:noescape
-func kernel256(kb int, ap, bp, c []float32, ldc int)
+func kernel256(kb int, ap *float32, sp, si int, bp *float32, sb int, c *float32, ldc int)

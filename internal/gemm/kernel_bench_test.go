@@ -16,7 +16,7 @@ func BenchmarkKernel(b *testing.B) {
 		c := make([]float32, p.mr*p.nr)
 		b.Run(p.name, func(b *testing.B) {
 			for b.Loop() {
-				kernel(p, kb, ap, bp, c, p.nr)
+				kernel(p, kb, opnd[float32]{d: ap, sp: p.mr, si: 1}, opnd[float32]{d: bp, sp: p.nr, si: 1}, c, p.nr)
 			}
 			b.ReportMetric(2*float64(p.mr*p.nr*kb)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 		})
