@@ -59,7 +59,12 @@
 // converters make it for tied Hugging Face models, its new rows get the same
 // values as the input rows (Result.OutputTied). Otherwise the same strategy
 // is applied to the projection's own rows. The projection bias of a new
-// token is the mean of the existing bias entries.
+// token is what transformers' resize_token_embeddings gives it, so a model
+// grown here and one resized in PyTorch compute the same logits: 0 for a
+// tied head (PreTrainedModel._tie_or_clone_weights pads the bias with 0)
+// and for BART's final_logits_bias (_resize_final_logits_bias extends it
+// with zeros); the mean of the existing entries for an untied BERT decoder
+// (_get_resized_lm_head with mean_resizing).
 //
 // # Tokenizers
 //

@@ -112,8 +112,10 @@ type Result struct {
 	// table (every non-zero input row equal to its projection row), so its
 	// new rows were set equal to the new input rows. Otherwise they were
 	// initialised by the same strategy from the projection's own rows.
-	// The projection bias of every new token is the mean of the existing
-	// bias entries.
+	// The projection bias of a new token is what transformers'
+	// resize_token_embeddings gives it: 0 for a tied head and for BART's
+	// final_logits_bias, the mean of the existing entries for an untied
+	// BERT decoder.
 	OutputTied bool
 	// Tokenizer is the tokenizer that now knows the tokens (the one passed
 	// to AddTokens, or the one created for a BERT model when nil was passed).
@@ -574,7 +576,15 @@ func (t *target) plan(tok *Tokenizer, tokens []string, o Options, slots []slot) 
 		res.IDs = append(res.IDs, id)
 		res.PerToken = append(res.PerToken, ti)
 	}
-	if t.out != nil {
+	// The bias of the new tokens, as transformers' resize_token_embeddings
+	// sets it (src/transformers/modeling_utils.py): a tied head's bias is
+	// padded with 0 by PreTrainedModel._tie_or_clone_weights, and BART's
+	// final_logits_bias (the Projection's bias here) is extended with zeros
+	// by BartForConditionalGeneration._resize_final_logits_bias; only an
+	// untied head with a bias is resized by _get_resized_lm_head, whose
+	// default mean_resizing draws the new entries around the mean of the
+	// old ones (standard deviation 1e-9 of theirs), i.e. the mean.
+	if t.out != nil && t.kind == KindBERT && !res.OutputTied {
 		b := rows.Get(t.out.B.Value().(mat.Matrix), 0, v)
 		var sum float64
 		for _, x := range b {

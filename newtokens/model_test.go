@@ -110,12 +110,9 @@ func TestAddTokensBERT(t *testing.T) {
 				require.Equal(t, oldB[i], newB[i], "B row %d", i)
 			}
 
-			// New rows per strategy; the tied copy equals the table row; bias is
-			// the mean bias.
-			var sumB float64
-			for _, b := range oldB {
-				sumB += b[0]
-			}
+			// New rows per strategy; the tied copy equals the table row; the
+			// bias is 0, as transformers pads a tied head's bias.
+			require.True(t, res.OutputTied)
 			for i, id := range res.IDs {
 				w := newWords[i]
 				if init == InitRandom {
@@ -129,7 +126,7 @@ func TestAddTokensBERT(t *testing.T) {
 			}
 			for _, id := range res.IDs {
 				assert.Equal(t, newRows[id], newW[id], "W row %d equals the table row", id)
-				assert.InDelta(t, sumB/float64(v), newB[id][0], tol)
+				assert.Equal(t, 0.0, newB[id][0], "bias of new id %d", id)
 			}
 			if init == InitRandom {
 				checkRandomRows(t, oldRows, newRows[v:])
@@ -266,16 +263,13 @@ func TestAddTokensBART(t *testing.T) {
 				require.Equal(t, oldW[i], newW[i])
 				require.Equal(t, oldB[i], newB[i])
 			}
-			var sumB float64
-			for _, b := range oldB {
-				sumB += b[0]
-			}
 			for i, id := range res.IDs {
 				if init != InitRandom {
 					requireClose(t, expectedRow(t, init, oldRows, subs[newWords[i]]), newRows[id], "%s row of %q", init, newWords[i])
 				}
 				assert.Equal(t, newRows[id], newW[id])
-				assert.InDelta(t, sumB/float64(v), newB[id][0], tol)
+				// final_logits_bias grows with zeros, as in transformers.
+				assert.Equal(t, 0.0, newB[id][0], "final_logits_bias of new id %d", id)
 			}
 			if init == InitRandom {
 				checkRandomRows(t, oldRows, newRows[v:])
@@ -598,4 +592,27 @@ func TestFloat64Model(t *testing.T) {
 	assert.Equal(t, []float64{65, 66, 67, 68}, tableRows(e)[9])
 	// Untied zero decoder: its own (all-zero) statistics.
 	assert.Equal(t, make([]float64, 4), matrixRows(lin.W)[9])
+}
+
+// An untied BERT decoder with a bias is resized by transformers'
+// _get_resized_lm_head, whose mean_resizing puts the new bias entries at the
+// mean of the old ones; a tied one pads with 0 (TestAddTokensBERT).
+func TestUntiedDecoderBiasIsTheMean(t *testing.T) {
+	m := testmodels.BERT(t)
+	dec := m.Layers[3].(*linear.Model)
+	w := dec.W.Value().(mat.Matrix)
+	v := w.Shape()[0]
+	row := rows.Get(w, 10, w.Shape()[1])
+	row[0] += 0.5 // the decoder is no longer a copy of the table
+	require.NoError(t, rows.Set(w, 10, row))
+	oldB := rows.Get(dec.B.Value().(mat.Matrix), 0, v)
+	res, err := AddTokens(m, nil, []string{"zorblax"}, nil)
+	require.NoError(t, err)
+	require.False(t, res.OutputTied)
+	var sum float64
+	for _, b := range oldB {
+		sum += b
+	}
+	newB := rows.Get(dec.B.Value().(mat.Matrix), 0, v+1)
+	assert.InDelta(t, sum/float64(v), newB[v], 1e-6)
 }

@@ -245,8 +245,20 @@ func run(o options) (result, error) {
 	}
 
 	// 5. Save the adapter (PEFT layout), reload it into a fresh base.
+	// For PyTorch: base_model_name_or_path is the base as it was (absolute,
+	// so AutoPeftModel finds it from anywhere), and the tokenizer files with
+	// the added tokens sit next to the adapter, so AutoPeftModel resizes the
+	// base to the new vocabulary before applying the rows (README "Take it
+	// to PyTorch").
 	adapterDir := filepath.Join(o.outDir, "adapter")
-	if err := tm.Save(adapterDir, "", trainabletokens.SaveOptions{BaseModelNameOrPath: baseDir}); err != nil {
+	absBase, err := filepath.Abs(baseDir)
+	if err != nil {
+		return res, err
+	}
+	if err := tm.Save(adapterDir, "", trainabletokens.SaveOptions{BaseModelNameOrPath: absBase}); err != nil {
+		return res, err
+	}
+	if err := newtokens.WriteTokenizerFiles(adapterDir, tok, baseDir); err != nil {
 		return res, err
 	}
 	fresh, err := models.LoadBERT(grownDir)

@@ -1,8 +1,11 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -34,6 +37,62 @@ func TestMainJob(t *testing.T) {
 		assert.Positive(t, info.Size(), f)
 		assert.Equal(t, os.FileMode(0o644), info.Mode().Perm(), f)
 	}
+	checkPyTorchRoundTrip(t, o.outDir)
+}
+
+// checkPyTorchRoundTrip checks the adapter directory against what
+// transformers + PEFT need to load it the documented way (README "Take it to
+// PyTorch"): AutoPeftModel.from_pretrained(adapter) loads
+// base_model_name_or_path (a Hugging Face directory of the un-grown base),
+// finds tokenizer_config.json next to the adapter, loads that tokenizer
+// (tokenizer_class, as the directory has no config.json) and resizes the
+// base to len(tokenizer), which must cover every token id; then PEFT's own
+// loading rules apply (make_fixtures.py --check, when torch is installed).
+func checkPyTorchRoundTrip(t *testing.T, out string) {
+	adapter := filepath.Join(out, "adapter")
+	var cfg struct {
+		Base         string `json:"base_model_name_or_path"`
+		TokenIndices []int  `json:"token_indices"`
+	}
+	readJSON(t, filepath.Join(adapter, "adapter_config.json"), &cfg)
+	require.True(t, filepath.IsAbs(cfg.Base), cfg.Base)
+	var baseCfg struct {
+		VocabSize int `json:"vocab_size"`
+	}
+	readJSON(t, filepath.Join(cfg.Base, "config.json"), &baseCfg)
+	assert.Equal(t, 1038, baseCfg.VocabSize, "the base as it was")
+	assert.FileExists(t, filepath.Join(cfg.Base, "pytorch_model.bin"))
+
+	var tokCfg map[string]any
+	readJSON(t, filepath.Join(adapter, "tokenizer_config.json"), &tokCfg)
+	assert.Equal(t, "BertTokenizer", tokCfg["tokenizer_class"])
+	vocab, err := os.ReadFile(filepath.Join(adapter, "vocab.txt"))
+	require.NoError(t, err)
+	lines := strings.Split(strings.TrimSuffix(string(vocab), "\n"), "\n")
+	assert.Len(t, lines, 1042, "len(tokenizer): the base vocabulary plus the 4 words")
+	var added map[string]int
+	readJSON(t, filepath.Join(adapter, "added_tokens.json"), &added)
+	assert.Equal(t, map[string]int{"zorblax": 1038, "quindle": 1039, "flumph": 1040, "vintral": 1041}, added)
+	for _, id := range cfg.TokenIndices {
+		assert.Less(t, id, len(lines), "every trained id exists once AutoPeftModel resized the base")
+	}
+
+	py := "/usr/bin/python3"
+	if err := exec.Command(py, "-c", "import torch").Run(); err != nil {
+		t.Logf("PEFT's loading rules not checked: no %s with torch", py)
+		return
+	}
+	script := filepath.Join("..", "..", "testdata", "peft", "make_fixtures.py")
+	res, err := exec.Command(py, script, "--check", adapter, "--model", cfg.Base).CombinedOutput()
+	require.NoError(t, err, "%s", res)
+	assert.Contains(t, string(res), "vocabulary from the tokenizer next to the adapter (AutoPeftModel resizes the base to 1042)", "%s", res)
+}
+
+func readJSON(t *testing.T, file string, v any) {
+	t.Helper()
+	data, err := os.ReadFile(file)
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(data, v), file)
 }
 
 // TestMainJobUnguarded: -no-guard trains as PEFT does, and the job shows
