@@ -44,8 +44,13 @@ func DecodeBART(m *bart.Model, encoded []mat.Tensor, ids []int) ([]mat.Tensor, e
 
 // ConditionalGenerationLogits returns the logits (vocab×len(decoderInput))
 // of the decoder at every position of decoderInput, given the source ids.
-// A nil logits uses the model's own Projection.
-func ConditionalGenerationLogits(m *bart.ModelForConditionalGeneration, source, decoderInput []int, logits LogitsFunc) (mat.Tensor, error) {
+// A nil logits uses the model's own Projection. An optional Forward picks
+// the forward pass (default ForwardAuto).
+func ConditionalGenerationLogits(m *bart.ModelForConditionalGeneration, source, decoderInput []int, logits LogitsFunc, fwd ...Forward) (mat.Tensor, error) {
+	f, err := oneForward(fwd)
+	if err != nil {
+		return nil, err
+	}
 	s, err := seq2SeqOf(training, m)
 	if err != nil {
 		return nil, err
@@ -59,7 +64,7 @@ func ConditionalGenerationLogits(m *bart.ModelForConditionalGeneration, source, 
 	if logits == nil {
 		logits = LinearLogits(m.Projection)
 	}
-	if h := fusedSeq2Seq(s, [][]int{source}, [][]int{decoderInput}); h != nil {
+	if h := fusedSeq2Seq(f, s, [][]int{source}, [][]int{decoderInput}); h != nil {
 		return logits(h), nil
 	}
 	g := newGraph()

@@ -128,27 +128,25 @@ func BenchmarkFusedMaskedLM(b *testing.B) {
 		w.SetRequiresGrad(true)
 		rows = append(rows, w)
 	}
-	task, err := finetune.MaskedLMTask(m, batch, nil)
-	require.NoError(b, err)
 	trainer, err := finetune.NewTrainer(finetune.Config{TokenParams: rows, Quiet: true})
 	require.NoError(b, err)
 	all := []int{0, 1, 2, 3, 4, 5, 6, 7}
-	for _, fused := range []bool{true, false} {
+	for _, fwd := range []finetune.Forward{finetune.ForwardAuto, finetune.ForwardGraph} {
 		name := "fused"
-		if !fused {
+		if fwd == finetune.ForwardGraph {
 			name = "graph"
 		}
+		task, err := finetune.MaskedLMTask(m, batch, nil, fwd)
+		require.NoError(b, err)
 		b.Run(name+"/forward", func(b *testing.B) {
-			defer finetune.SetFusedForward(finetune.SetFusedForward(fused))
 			b.ReportAllocs()
 			for b.Loop() {
-				l, err := finetune.MaskedLMLoss(m, batch, nil)
+				l, err := finetune.MaskedLMLoss(m, batch, nil, fwd)
 				require.NoError(b, err)
 				_ = l.Value()
 			}
 		})
 		b.Run(name+"/step", func(b *testing.B) {
-			defer finetune.SetFusedForward(finetune.SetFusedForward(fused))
 			b.ReportAllocs()
 			for b.Loop() {
 				_, err := trainer.Step(task, all)

@@ -28,8 +28,13 @@ func EncodeBERT(m *bert.Model, tokens []string) ([]mat.Tensor, error) {
 
 // MaskedLMLogits returns the masked-LM logits (vocab×len(positions)) of
 // tokens at the given positions: cybertron's Predict for those positions,
-// training-safe. A nil logits uses the model's own output layer.
-func MaskedLMLogits(m *bert.ModelForMaskedLM, tokens []string, positions []int, logits LogitsFunc) (mat.Tensor, error) {
+// training-safe. A nil logits uses the model's own output layer. An
+// optional Forward picks the forward pass (default ForwardAuto).
+func MaskedLMLogits(m *bert.ModelForMaskedLM, tokens []string, positions []int, logits LogitsFunc, fwd ...Forward) (mat.Tensor, error) {
+	f, err := oneForward(fwd)
+	if err != nil {
+		return nil, err
+	}
 	if err := checkMaskedLM(training, m); err != nil {
 		return nil, err
 	}
@@ -53,7 +58,7 @@ func MaskedLMLogits(m *bert.ModelForMaskedLM, tokens []string, positions []int, 
 	if logits == nil {
 		logits = moduleLogits(m.Layers[len(m.Layers)-1])
 	}
-	if h := fusedMaskedLM(m, []bertInput{in}, [][]int{positions}); h != nil {
+	if h := fusedMaskedLM(f, m, []bertInput{in}, [][]int{positions}); h != nil {
 		return logits(h), nil
 	}
 	g := newGraph()

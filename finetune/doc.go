@@ -32,8 +32,8 @@
 // computes the same values as the graph path (tests: 1e-5 against
 // cybertron, finite differences, determinism) about 20× faster at BERT
 // hidden 256. Models with a trainable weight, or a module the fused path
-// does not know, use the per-token graph; [SetFusedForward] switches the
-// fused path off.
+// does not know, use the per-token graph; passing [ForwardGraph] to a loss,
+// logits function or task forces the graph for that call.
 //
 // Task heads (heads.go): BERT sequence classification, token
 // classification and extractive question answering, and BART sequence

@@ -28,20 +28,6 @@ import (
 	"github.com/nlpodyssey/spago/nn/normalization/layernorm"
 )
 
-// fusedEnabled selects the fused forward for eligible models.
-var fusedEnabled = true
-
-// SetFusedForward enables (the default) or disables the fused training
-// forward for eligible models (every linear and layer-norm weight frozen)
-// and returns the previous setting. Disabled, every loss builds the
-// per-token spago graph; benchmarks and tests compare the two. Not safe to
-// call while losses are being built.
-func SetFusedForward(enabled bool) bool {
-	old := fusedEnabled
-	fusedEnabled = enabled
-	return old
-}
-
 func newFAttention[T float](rd reading, m *multiheadattention.Model) (*fAttention[T], bool) {
 	if m == nil || len(m.Heads) == 0 || m.OutputMerge == nil {
 		return nil, false
@@ -445,8 +431,8 @@ func (f *fBERT[T]) maskedLM(inputs []bertInput, positions [][]int) mat.Tensor {
 
 // fusedMaskedLM returns the fused hidden-state node for the masked-LM
 // loss, or nil when the model is not eligible.
-func fusedMaskedLM(m *bert.ModelForMaskedLM, inputs []bertInput, positions [][]int) mat.Tensor {
-	if !fusedEnabled {
+func fusedMaskedLM(fwd Forward, m *bert.ModelForMaskedLM, inputs []bertInput, positions [][]int) mat.Tensor {
+	if fwd == ForwardGraph {
 		return nil
 	}
 	head := m.Layers[:len(m.Layers)-1]
@@ -619,8 +605,8 @@ func (f *fBART[T]) seq2seq(sources, decoderInputs [][]int) mat.Tensor {
 	return newFusedNode(op)
 }
 
-func fusedSeq2Seq(s seq2Seq, sources, decoderInputs [][]int) mat.Tensor {
-	if !fusedEnabled {
+func fusedSeq2Seq(fwd Forward, s seq2Seq, sources, decoderInputs [][]int) mat.Tensor {
+	if fwd == ForwardGraph {
 		return nil
 	}
 	switch s.enc.table.Weights[0].Value().(type) {

@@ -132,15 +132,15 @@ func TestFusedMatchesGraphPath(t *testing.T) {
 			{Tokens: bertSentences[1], Targets: map[int]int{2: vocab.MustID("big"), 8: vocab.MustID("park")}},
 			{Tokens: bertSentences[2], Targets: map[int]int{1: vocab.MustID("cat")}},
 		}
-		loss := func() mat.Tensor {
-			l, err := finetune.MaskedLMLoss(m, batch, nil)
-			require.NoError(t, err)
-			return l
+		loss := func(fwd finetune.Forward) func() mat.Tensor {
+			return func() mat.Tensor {
+				l, err := finetune.MaskedLMLoss(m, batch, nil, fwd)
+				require.NoError(t, err)
+				return l
+			}
 		}
-		fl, fg := lossAndGrads(t, loss, rows)
-		old := finetune.SetFusedForward(false)
-		gl, gg := lossAndGrads(t, loss, rows)
-		finetune.SetFusedForward(old)
+		fl, fg := lossAndGrads(t, loss(finetune.ForwardAuto), rows)
+		gl, gg := lossAndGrads(t, loss(finetune.ForwardGraph), rows)
 		assert.InDelta(t, gl, fl, 1e-10)
 		for i := range fg {
 			assertClose(t, gg[i], fg[i], gradAgreement, "row %d", i)
@@ -153,15 +153,15 @@ func TestFusedMatchesGraphPath(t *testing.T) {
 			frozenWithRows(m, rows...)
 			m.Projection.W.SetRequiresGrad(true) // the head trains too (outside the fused op)
 			params := append(rows, m.Projection.W)
-			loss := func() mat.Tensor {
-				l, err := finetune.ConditionalGenerationLoss(m, bartPairs, nil)
-				require.NoError(t, err)
-				return l
+			loss := func(fwd finetune.Forward) func() mat.Tensor {
+				return func() mat.Tensor {
+					l, err := finetune.ConditionalGenerationLoss(m, bartPairs, nil, fwd)
+					require.NoError(t, err)
+					return l
+				}
 			}
-			fl, fg := lossAndGrads(t, loss, params)
-			old := finetune.SetFusedForward(false)
-			gl, gg := lossAndGrads(t, loss, params)
-			finetune.SetFusedForward(old)
+			fl, fg := lossAndGrads(t, loss(finetune.ForwardAuto), params)
+			gl, gg := lossAndGrads(t, loss(finetune.ForwardGraph), params)
 			assert.InDelta(t, gl, fl, 1e-10)
 			for i := range fg {
 				assertClose(t, gg[i], fg[i], gradAgreement, "param %d", i)

@@ -70,8 +70,13 @@ type Seq2SeqExample struct {
 
 // MaskedLMLoss is the mean cross entropy over every loss position of the
 // batch (token-level mean, as Hugging Face computes it). A nil logits uses
-// the model's own output layer (Layers[3]).
-func MaskedLMLoss(model *bert.ModelForMaskedLM, batch []MaskedExample, logits LogitsFunc) (mat.Tensor, error) {
+// the model's own output layer (Layers[3]). An optional Forward picks the
+// forward pass (default ForwardAuto).
+func MaskedLMLoss(model *bert.ModelForMaskedLM, batch []MaskedExample, logits LogitsFunc, fwd ...Forward) (mat.Tensor, error) {
+	f, err := oneForward(fwd)
+	if err != nil {
+		return nil, err
+	}
 	inputs, err := prepareMaskedLM(model, batch, logits)
 	if err != nil {
 		return nil, err
@@ -87,7 +92,7 @@ func MaskedLMLoss(model *bert.ModelForMaskedLM, batch []MaskedExample, logits Lo
 			targets = append(targets, ex.Targets[p])
 		}
 	}
-	if h := fusedMaskedLM(model, inputs, positions); h != nil {
+	if h := fusedMaskedLM(f, model, inputs, positions); h != nil {
 		return lossOfMatrix(logits, h, targets)
 	}
 	g := newGraph()
@@ -180,8 +185,13 @@ func prepareSequenceClassification(model *bert.ModelForSequenceClassification, b
 // ConditionalGenerationLoss is the mean cross entropy of the decoder over
 // every target token of the batch, with teacher forcing: the decoder input
 // is decoder_start_token_id + Target[:len-1], the labels are Target. A nil
-// logits uses the model's own Projection.
-func ConditionalGenerationLoss(model *bart.ModelForConditionalGeneration, batch []Seq2SeqExample, logits LogitsFunc) (mat.Tensor, error) {
+// logits uses the model's own Projection. An optional Forward picks the
+// forward pass (default ForwardAuto).
+func ConditionalGenerationLoss(model *bart.ModelForConditionalGeneration, batch []Seq2SeqExample, logits LogitsFunc, fwd ...Forward) (mat.Tensor, error) {
+	f, err := oneForward(fwd)
+	if err != nil {
+		return nil, err
+	}
 	s, decoderInputs, err := prepareConditionalGeneration(model, batch, logits)
 	if err != nil {
 		return nil, err
@@ -195,7 +205,7 @@ func ConditionalGenerationLoss(model *bart.ModelForConditionalGeneration, batch 
 		sources[i] = ex.Source
 		targets = append(targets, ex.Target...)
 	}
-	if h := fusedSeq2Seq(s, sources, decoderInputs); h != nil {
+	if h := fusedSeq2Seq(f, s, sources, decoderInputs); h != nil {
 		return lossOfMatrix(logits, h, targets)
 	}
 	g := newGraph()

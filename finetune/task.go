@@ -24,13 +24,19 @@ type Task struct {
 }
 
 // MaskedLMTask returns the Task of MaskedLMLoss over examples. Every
-// example is validated now, so a bad one fails before training starts.
-func MaskedLMTask(model *bert.ModelForMaskedLM, examples []MaskedExample, logits LogitsFunc) (*Task, error) {
+// example is validated now, so a bad one fails before training starts. An
+// optional Forward picks the forward pass of every step (default
+// ForwardAuto).
+func MaskedLMTask(model *bert.ModelForMaskedLM, examples []MaskedExample, logits LogitsFunc, fwd ...Forward) (*Task, error) {
+	f, err := oneForward(fwd)
+	if err != nil {
+		return nil, err
+	}
 	if _, err := prepareMaskedLM(model, examples, logits); err != nil {
 		return nil, err
 	}
 	return &Task{Size: len(examples), Model: model, Loss: func(batch []int) (mat.Tensor, error) {
-		return MaskedLMLoss(model, pick(examples, batch), logits)
+		return MaskedLMLoss(model, pick(examples, batch), logits, f)
 	}}, nil
 }
 
@@ -46,13 +52,18 @@ func SequenceClassificationTask(model *bert.ModelForSequenceClassification, exam
 }
 
 // ConditionalGenerationTask returns the Task of ConditionalGenerationLoss
-// over examples, all validated now.
-func ConditionalGenerationTask(model *bart.ModelForConditionalGeneration, examples []Seq2SeqExample, logits LogitsFunc) (*Task, error) {
+// over examples, all validated now. An optional Forward picks the forward
+// pass of every step (default ForwardAuto).
+func ConditionalGenerationTask(model *bart.ModelForConditionalGeneration, examples []Seq2SeqExample, logits LogitsFunc, fwd ...Forward) (*Task, error) {
+	f, err := oneForward(fwd)
+	if err != nil {
+		return nil, err
+	}
 	if _, _, err := prepareConditionalGeneration(model, examples, logits); err != nil {
 		return nil, err
 	}
 	return &Task{Size: len(examples), Model: model, Loss: func(batch []int) (mat.Tensor, error) {
-		return ConditionalGenerationLoss(model, pick(examples, batch), logits)
+		return ConditionalGenerationLoss(model, pick(examples, batch), logits, f)
 	}}, nil
 }
 

@@ -61,10 +61,11 @@ func runStepComparison(name string, w, wFull *workload, tm *trainabletokens.Mode
 		f.haveInf = true
 	}
 	if withGraph {
-		vs = append(vs, variant{name: "per-token spago graph (before): step",
-			setup:    func() error { finetune.SetFusedForward(false); return nil },
-			teardown: func() error { finetune.SetFusedForward(true); return nil },
-			run:      tt.step})
+		graph, err := newTTTrainer(w, tm, finetune.ForwardGraph)
+		if err != nil {
+			return nil, err
+		}
+		vs = append(vs, variant{name: "per-token spago graph (before): step", run: graph.step})
 		f.haveGraph = true
 	}
 	rs, err := interleave(vs, 1, opt.reps)

@@ -25,7 +25,7 @@ type workload struct {
 	// loss builds the training loss of the batch with the given logits.
 	loss func(logits finetune.LogitsFunc) (mat.Tensor, error)
 	// task is the Trainer's task over the batch.
-	task func(logits finetune.LogitsFunc) (*finetune.Task, error)
+	task func(logits finetune.LogitsFunc, fwd ...finetune.Forward) (*finetune.Task, error)
 	// infer is cybertron's own inference forward over the batch.
 	infer func() error
 	size  int // examples in the batch
@@ -37,8 +37,8 @@ func bertWorkload(name string, m *bert.ModelForMaskedLM, batch []finetune.Masked
 		w.tokens += len(ex.Tokens)
 	}
 	w.loss = func(logits finetune.LogitsFunc) (mat.Tensor, error) { return finetune.MaskedLMLoss(m, batch, logits) }
-	w.task = func(logits finetune.LogitsFunc) (*finetune.Task, error) {
-		return finetune.MaskedLMTask(m, batch, logits)
+	w.task = func(logits finetune.LogitsFunc, fwd ...finetune.Forward) (*finetune.Task, error) {
+		return finetune.MaskedLMTask(m, batch, logits, fwd...)
 	}
 	w.infer = func() error {
 		for _, ex := range batch {
@@ -59,8 +59,8 @@ func bartWorkload(name string, m *bart.ModelForConditionalGeneration, batch []fi
 	w.loss = func(logits finetune.LogitsFunc) (mat.Tensor, error) {
 		return finetune.ConditionalGenerationLoss(m, batch, logits)
 	}
-	w.task = func(logits finetune.LogitsFunc) (*finetune.Task, error) {
-		return finetune.ConditionalGenerationTask(m, batch, logits)
+	w.task = func(logits finetune.LogitsFunc, fwd ...finetune.Forward) (*finetune.Task, error) {
+		return finetune.ConditionalGenerationTask(m, batch, logits, fwd...)
 	}
 	w.infer = func() error {
 		for _, ex := range batch {
@@ -94,8 +94,10 @@ type trainer struct {
 	all  []int
 }
 
-func newTTTrainer(w *workload, tm *trainabletokens.Model) (*trainer, error) {
-	task, err := w.task(tm.LogitsFunc(w.head))
+// newTTTrainer trains the adapter's rows; fwd (default ForwardAuto) picks
+// the training forward.
+func newTTTrainer(w *workload, tm *trainabletokens.Model, fwd ...finetune.Forward) (*trainer, error) {
+	task, err := w.task(tm.LogitsFunc(w.head), fwd...)
 	if err != nil {
 		return nil, err
 	}
