@@ -17,14 +17,12 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/nlpodyssey/cybertron/pkg/converter"
 	"github.com/nlpodyssey/cybertron/pkg/converter/pytorch"
 	"github.com/nlpodyssey/cybertron/pkg/models/bert"
 	"github.com/nlpodyssey/spago/mat"
 	"github.com/nlpodyssey/spago/nn"
 	"github.com/nlpodyssey/spago/nn/linear"
 	"github.com/nlpodyssey/spago/nn/normalization/layernorm"
-	"github.com/rs/zerolog"
 
 	"github.com/gopeft/gopeft/internal/regular"
 )
@@ -160,29 +158,10 @@ func ConvertELECTRA(dir string, overwrite bool) error {
 	return Save(m, dir)
 }
 
-// convertQuiet runs cybertron's float32 converter in dir with its stdout
-// line and debug report silenced, turning a converter panic into an error.
-func convertQuiet(dir string) (err error) {
-	stdoutMu.Lock()
-	defer stdoutMu.Unlock()
-	devnull, derr := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
-	if derr == nil {
-		old := os.Stdout
-		os.Stdout = devnull
-		defer func() { os.Stdout = old; devnull.Close() }()
-	}
-	level := zerolog.GlobalLevel()
-	if level < zerolog.WarnLevel {
-		zerolog.SetGlobalLevel(zerolog.WarnLevel)
-		defer zerolog.SetGlobalLevel(level)
-	}
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("cybertron's converter panicked: %v", r)
-		}
-	}()
-	return converter.Convert[float32](dir, true)
-}
+// convertQuiet runs cybertron's float32 converter in dir without its
+// stdout line and debug report, turning a converter panic into an error
+// (convertQuietly: a child process, no process-wide state touched).
+func convertQuiet(dir string) error { return convertQuietly(dir) }
 
 // electraHead maps the generator's head tensors onto the masked-LM layers
 // cybertron builds (dense, activation, LayerNorm, output linear).

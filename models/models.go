@@ -8,14 +8,11 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sync"
 
-	"github.com/nlpodyssey/cybertron/pkg/converter"
 	"github.com/nlpodyssey/cybertron/pkg/models/bart"
 	"github.com/nlpodyssey/cybertron/pkg/models/bert"
 	"github.com/nlpodyssey/spago/nn"
 	"github.com/nlpodyssey/spago/nn/embedding"
-	"github.com/rs/zerolog"
 
 	"github.com/gopeft/gopeft"
 	"github.com/gopeft/gopeft/internal/atomicfile"
@@ -25,14 +22,16 @@ import (
 // SpagoFile is the file name of a converted model in a model directory.
 const SpagoFile = "spago_model.bin"
 
-var stdoutMu sync.Mutex
-
 // Convert converts the Hugging Face model in dir (config.json +
 // pytorch_model.bin + tokenizer files) into dir/spago_model.bin with
 // cybertron's converter, as float32. An existing spago_model.bin is kept
-// unless overwrite is set. cybertron prints a progress line on stdout and
-// a debug report through zerolog; Convert silences both (stdout is
-// redirected and zerolog's global level raised to warn during the call).
+// unless overwrite is set.
+//
+// cybertron's converter prints a progress line on stdout and a report
+// through zerolog's global logger. Convert keeps both out of the caller's
+// output without touching process-wide state: the converter runs in a
+// child process (see convert.go). Where no child can be started (an
+// interpreter such as gophernotes), it runs in-process and its output shows.
 func Convert(dir string, overwrite bool) error {
 	if err := regular.Check(filepath.Join(dir, "config.json")); err != nil {
 		return fmt.Errorf("models: %s is not a model directory: %w", dir, err)
@@ -48,21 +47,7 @@ func Convert(dir string, overwrite bool) error {
 	if mt, err := modelType(dir); err == nil && mt == "electra" {
 		return ConvertELECTRA(dir, overwrite) // cybertron's converter panics on ELECTRA heads
 	}
-	stdoutMu.Lock()
-	defer stdoutMu.Unlock()
-	devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
-	if err == nil {
-		old := os.Stdout
-		os.Stdout = devnull
-		defer func() { os.Stdout = old; devnull.Close() }()
-	}
-	// cybertron's converter logs its mapping report at debug level.
-	level := zerolog.GlobalLevel()
-	if level < zerolog.WarnLevel {
-		zerolog.SetGlobalLevel(zerolog.WarnLevel)
-		defer zerolog.SetGlobalLevel(level)
-	}
-	if err := converter.Convert[float32](dir, overwrite); err != nil {
+	if err := convertQuietly(dir); err != nil {
 		return fmt.Errorf("models: converting %s: %w", dir, err)
 	}
 	return nil

@@ -19,6 +19,7 @@ import (
 	"strings"
 
 	"github.com/nlpodyssey/spago/mat"
+	"github.com/rs/zerolog"
 
 	"github.com/gopeft/gopeft"
 	"github.com/gopeft/gopeft/models"
@@ -28,6 +29,9 @@ import (
 )
 
 func main() {
+	// cybertron's converter reports unmapped parameters through zerolog at
+	// debug level; this program (not the library) chooses to keep it quiet.
+	zerolog.SetGlobalLevel(zerolog.WarnLevel)
 	out := flag.String("out", "out", "output folder")
 	epochs := flag.Int("epochs", 30, "passes over the training pairs")
 	lr := flag.Float64("lr", 0.05, "Adam learning rate of the token rows")

@@ -28,6 +28,7 @@ import (
 	"github.com/nlpodyssey/cybertron/pkg/models/bert"
 	"github.com/nlpodyssey/spago/mat"
 	"github.com/nlpodyssey/spago/nn"
+	"github.com/rs/zerolog"
 
 	"github.com/gopeft/gopeft"
 	"github.com/gopeft/gopeft/examples/notebookutil"
@@ -63,6 +64,9 @@ func defaultOptions() options {
 
 func main() {
 	o := defaultOptions()
+	// cybertron's converter reports unmapped parameters through zerolog at
+	// debug level; this program (not the library) chooses to keep it quiet.
+	zerolog.SetGlobalLevel(zerolog.WarnLevel)
 	flag.StringVar(&o.modelDir, "model", "", "cybertron or Hugging Face BERT masked-LM directory (default: the embedded tiny BERT)")
 	flag.StringVar(&o.trainFile, "train", "", "training corpus, one sentence per line (default: the embedded mlm_train.txt)")
 	flag.StringVar(&o.evalFile, "eval", "", "held-out corpus, one sentence per line (default: the embedded mlm_eval.txt)")
