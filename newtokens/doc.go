@@ -49,7 +49,7 @@
 //     leaving out rows that look untrained (package untrained: zero rows,
 //     and rows whose norm is a far and small outlier; Result.Untrained
 //     lists them). No noise, so the result is deterministic.
-//   - InitRandom: N(0, σ²) per element, σ = standard deviation of the
+//   - InitTableNormal: N(0, σ²) per element, σ = standard deviation of the
 //     elements of the same rows, seeded by Options.Seed.
 //   - InitSubtokenMean: the average of the rows of the tokens the string
 //     tokenized into before it was added (unknown tokens and untrained rows

@@ -26,11 +26,13 @@ const (
 	// is deterministic. This is transformers' mean resizing without its
 	// noise, and Unsloth's add_new_tokens(method="mean").
 	InitMean Init = iota
-	// InitRandom draws each element from N(0, σ²), σ being the population
-	// standard deviation of all elements of the table's existing rows that
-	// do not look untrained (as for InitMean), from a PCG generator seeded
-	// by Options.Seed.
-	InitRandom
+	// InitTableNormal draws each element from N(0, σ²), σ being the
+	// population standard deviation of all elements of the table's existing
+	// rows that do not look untrained (as for InitMean), from a PCG
+	// generator seeded by Options.Seed: random rows on the table's own
+	// scale. (Not trainabletokens.InitRandom, which is PEFT's unscaled
+	// N(0, 1).) ParseInit also accepts its former name "random".
+	InitTableNormal
 	// InitSubtokenMean sets each new row to the average of the rows of the
 	// tokens the string tokenized into before it was added (with the
 	// tokenizer passed to AddTokens, including tokens added earlier),
@@ -42,9 +44,9 @@ const (
 	InitSubtokenMean
 )
 
-var initNames = []string{"mean", "random", "subtoken_mean"}
+var initNames = []string{"mean", "table_normal", "subtoken_mean"}
 
-// String returns "mean", "random" or "subtoken_mean".
+// String returns "mean", "table_normal" or "subtoken_mean".
 func (i Init) String() string {
 	if i >= 0 && int(i) < len(initNames) {
 		return initNames[i]
@@ -52,12 +54,16 @@ func (i Init) String() string {
 	return fmt.Sprintf("Init(%d)", int(i))
 }
 
-// ParseInit parses "mean", "random" or "subtoken_mean" (case-insensitive;
-// "subtoken-mean" and "subtokenmean" are accepted too).
+// ParseInit parses "mean", "table_normal" or "subtoken_mean"
+// (case-insensitive; "subtoken-mean", "subtokenmean" and the former name of
+// InitTableNormal, "random", are accepted too).
 func ParseInit(s string) (Init, error) {
 	norm := strings.NewReplacer("-", "_", " ", "_").Replace(strings.ToLower(strings.TrimSpace(s)))
-	if norm == "subtokenmean" {
+	switch norm {
+	case "subtokenmean":
 		norm = "subtoken_mean"
+	case "random", "tablenormal":
+		norm = "table_normal"
 	}
 	for i, n := range initNames {
 		if n == norm {
@@ -168,7 +174,7 @@ func normalRow(rng *rand.Rand, dim int, std float64) []float64 {
 	return out
 }
 
-// newRNG returns the generator InitRandom uses for a seed.
+// newRNG returns the generator InitTableNormal uses for a seed.
 func newRNG(seed uint64) *rand.Rand {
 	return rand.New(rand.NewPCG(seed, 0x6e6577746f6b656e))
 }

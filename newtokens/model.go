@@ -3,7 +3,6 @@ package newtokens
 import (
 	"errors"
 	"fmt"
-	"math"
 	"reflect"
 	"strings"
 	"unicode"
@@ -18,6 +17,9 @@ import (
 	"github.com/nlpodyssey/spago/nn/linear"
 
 	"github.com/gopeft/gopeft/internal/rows"
+	"github.com/gopeft/gopeft/internal/walk"
+	"github.com/gopeft/gopeft/registry"
+	"github.com/gopeft/gopeft/tying"
 )
 
 var (
@@ -28,28 +30,16 @@ var (
 	ErrUnsupportedModel = errors.New("newtokens: unsupported model")
 )
 
-// supported lists the model types AddTokens accepts.
-var supported = []string{
-	"*bert.ModelForMaskedLM",
-	"*bert.Model",
-	"*bert.ModelForSequenceClassification",
-	"*bert.ModelForTokenClassification",
-	"*bert.ModelForQuestionAnswering",
-	"*bert.ModelForSequenceEncoding",
-	"*bart.ModelForConditionalGeneration",
-	"*bart.Model",
-	"*bart.ModelForSequenceClassification",
-}
-
-// SupportedModels returns the Go types of the models AddTokens accepts.
-func SupportedModels() []string { return append([]string(nil), supported...) }
+// SupportedModels returns the Go types of the models AddTokens accepts:
+// the cybertron models package registry describes.
+func SupportedModels() []string { return registry.SupportedModels() }
 
 // Options configures AddTokens. The zero value (and nil) means InitMean.
 type Options struct {
-	// Init is how the new rows start (InitMean, InitRandom,
+	// Init is how the new rows start (InitMean, InitTableNormal,
 	// InitSubtokenMean).
 	Init Init
-	// Seed seeds InitRandom.
+	// Seed seeds InitTableNormal.
 	Seed uint64
 	// Slots places the tokens into existing ids instead of growing the
 	// table: tokens[i] takes id Slots[i]. Each id must be a reserved slot
@@ -129,50 +119,40 @@ type target struct {
 	table    *embedding.Model
 	out      *linear.Model
 	outName  string
+	buffers  []*registry.VocabBuffer
 	// BERT
 	bert  *bert.Model
 	vocab *vocabulary.Vocabulary
 	// BART
 	bart     *bart.Model
-	gen      *bart.ModelForConditionalGeneration
 	wrappers []*embedding.Shared
 }
 
+// resolve asks registry where model keeps its table, its output head and
+// its vocabulary-sized buffers.
 func resolve(model nn.Model) (*target, error) {
 	if model == nil || reflect.ValueOf(model).Kind() == reflect.Pointer && reflect.ValueOf(model).IsNil() {
 		return nil, fmt.Errorf("%w: model is nil", ErrUnsupportedModel)
 	}
 	t := &target{typeName: fmt.Sprintf("%T", model)}
-	switch m := model.(type) {
-	case *bert.ModelForMaskedLM:
-		t.bert = m.Bert
-		if len(m.Layers) != 4 {
-			return nil, fmt.Errorf("%w: %s has %d Layers, expected 4 (the last being the MLM decoder)", ErrUnsupportedModel, t.typeName, len(m.Layers))
+	l, err := registry.Describe(model)
+	if err != nil || l.Family == "" {
+		return nil, fmt.Errorf("%w: %T; supported: %s", ErrUnsupportedModel, model, strings.Join(SupportedModels(), ", "))
+	}
+	for _, b := range l.BadOutputs {
+		return nil, fmt.Errorf("%w: %s.%s (add tokens before wrapping or replacing the output layer)", ErrUnsupportedModel, t.typeName, b.Reason)
+	}
+	for _, o := range l.Outputs {
+		if o.Of != nil && o.Of.Input {
+			t.out, t.outName = o.Linear, walk.GoPath(o.Path)
 		}
-		lin, ok := m.Layers[3].(*linear.Model)
-		if !ok {
-			return nil, fmt.Errorf("%w: %s.Layers[3] is %T, expected *linear.Model (add tokens before wrapping or replacing the output layer)", ErrUnsupportedModel, t.typeName, m.Layers[3])
-		}
-		t.out, t.outName = lin, "Layers[3]"
+	}
+	t.buffers = l.VocabBuffers
+	switch c := l.Core.(type) {
 	case *bert.Model:
-		t.bert = m
-	case *bert.ModelForSequenceClassification:
-		t.bert = m.Bert
-	case *bert.ModelForTokenClassification:
-		t.bert = m.Bert
-	case *bert.ModelForQuestionAnswering:
-		t.bert = m.Bert
-	case *bert.ModelForSequenceEncoding:
-		t.bert = m.Bert
-	case *bart.ModelForConditionalGeneration:
-		t.bart, t.gen = m.Bart, m
-		t.out, t.outName = m.Projection, "Projection"
+		t.bert = c
 	case *bart.Model:
-		t.bart = m
-	case *bart.ModelForSequenceClassification:
-		t.bart = m.Bart
-	default:
-		return nil, fmt.Errorf("%w: %T; supported: %s", ErrUnsupportedModel, model, strings.Join(supported, ", "))
+		t.bart = c
 	}
 	if t.bert != nil {
 		t.kind = KindBERT
@@ -242,18 +222,14 @@ func (t *target) check() error {
 			return fmt.Errorf("%w: %s's vocabulary has %d terms but its embedding table has %d rows; new ids would not line up", ErrUnsupportedModel, t.typeName, n, v)
 		}
 	}
-	if t.gen != nil {
-		for _, b := range []struct {
-			name string
-			buf  *nn.Buffer
-		}{{"PadMask", t.gen.PadMask}, {"EosMask", t.gen.EosMask}} {
-			if b.buf == nil || b.buf.Tensor == nil {
-				return fmt.Errorf("%w: %s.%s is nil", ErrUnsupportedModel, t.typeName, b.name)
-			}
-			m, ok := b.buf.Value().(mat.Matrix)
-			if !ok || rows.DType(m) != dtype || m.Size() != v {
-				return fmt.Errorf("%w: %s.%s is %T of size %d, expected a %s vector of size %d", ErrUnsupportedModel, t.typeName, b.name, b.buf.Value(), sizeOf(b.buf.Value()), dtype, v)
-			}
+	for _, b := range t.buffers {
+		buf := *b.Slot
+		if buf == nil || buf.Tensor == nil {
+			return fmt.Errorf("%w: %s.%s is nil", ErrUnsupportedModel, t.typeName, b.Path)
+		}
+		m, ok := buf.Value().(mat.Matrix)
+		if !ok || rows.DType(m) != dtype || m.Size() != v {
+			return fmt.Errorf("%w: %s.%s is %T of size %d, expected a %s vector of size %d", ErrUnsupportedModel, t.typeName, b.Path, buf.Value(), sizeOf(buf.Value()), dtype, v)
 		}
 	}
 	for i, w := range t.wrappers {
@@ -365,7 +341,7 @@ func AddTokens(model nn.Model, tok *Tokenizer, tokens []string, opts *Options) (
 		o = *opts
 	}
 	if !o.Init.valid() {
-		return nil, fmt.Errorf("%w: Options.Init = %d; expected InitMean (0), InitRandom (1) or InitSubtokenMean (2)", ErrInvalidTokens, int(o.Init))
+		return nil, fmt.Errorf("%w: Options.Init = %d; expected InitMean (0), InitTableNormal (1) or InitSubtokenMean (2)", ErrInvalidTokens, int(o.Init))
 	}
 	t, err := resolve(model)
 	if err != nil {
@@ -496,7 +472,11 @@ func (t *target) plan(tok *Tokenizer, tokens []string, o Options, slots []slot) 
 	var out rowSet
 	if t.out != nil {
 		out = matRows{t.out.W.Value().(mat.Matrix), dim}
-		res.OutputTied = tiedCopy(in, out)
+		tied, err := tying.IsCopy(e, t.out)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrUnsupportedModel, err)
+		}
+		res.OutputTied = tied
 	}
 	exclude := map[int]bool{}
 	for _, sl := range slots {
@@ -534,7 +514,7 @@ func (t *target) plan(tok *Tokenizer, tokens []string, o Options, slots []slot) 
 		case InitMean:
 			inRow = inStats.mean
 			outRow = outStats.mean
-		case InitRandom:
+		case InitTableNormal:
 			inRow = normalRow(rng, dim, inStats.std)
 			if out != nil && !res.OutputTied {
 				outRow = normalRow(rng, dim, outStats.std)
@@ -600,31 +580,6 @@ func (t *target) plan(tok *Tokenizer, tokens []string, o Options, slots []slot) 
 	return p, nil
 }
 
-// tiedCopy reports whether the output rows copy the input rows: every
-// non-zero input row equals its output row within 1e-6 (relative to the
-// row's scale), and at least one row was compared.
-func tiedCopy(in, out rowSet) bool {
-	compared := 0
-	for i := 0; i < in.count(); i++ {
-		a := in.row(i)
-		if isZero(a) {
-			continue
-		}
-		b := out.row(i)
-		scale := 1.0
-		for _, x := range a {
-			scale = math.Max(scale, math.Abs(x))
-		}
-		for j := range a {
-			if math.Abs(a[j]-b[j]) > 1e-6*scale {
-				return false
-			}
-		}
-		compared++
-	}
-	return compared > 0
-}
-
 // apply writes a plan into the model and the tokenizer. It cannot fail:
 // every check happened before.
 func (t *target) apply(tok *Tokenizer, p *plan) {
@@ -647,9 +602,8 @@ func (t *target) apply(tok *Tokenizer, p *plan) {
 		}
 		growRows(t.out.B, bias, 1)
 	}
-	if t.gen != nil {
-		t.gen.PadMask = growBuffer(t.gen.PadMask, len(p.inRows), 0)
-		t.gen.EosMask = growBuffer(t.gen.EosMask, len(p.inRows), math.Inf(-1))
+	for _, b := range t.buffers {
+		*b.Slot = growBuffer(*b.Slot, len(p.inRows), b.Fill)
 	}
 	if p.wrap {
 		for _, w := range t.wrappers {

@@ -44,7 +44,7 @@ func expectedRow(t *testing.T, init Init, old [][]float64, subtokens []int) []fl
 }
 
 func TestAddTokensBERT(t *testing.T) {
-	for _, init := range []Init{InitMean, InitSubtokenMean, InitRandom} {
+	for _, init := range []Init{InitMean, InitSubtokenMean, InitTableNormal} {
 		t.Run(init.String(), func(t *testing.T) {
 			m := testmodels.BERT(t)
 			tok := bertTok(t, m)
@@ -115,7 +115,7 @@ func TestAddTokensBERT(t *testing.T) {
 			require.True(t, res.OutputTied)
 			for i, id := range res.IDs {
 				w := newWords[i]
-				if init == InitRandom {
+				if init == InitTableNormal {
 					continue
 				}
 				requireClose(t, expectedRow(t, init, oldRows, subs[w]), newRows[id], "%s row of %q", init, w)
@@ -128,7 +128,7 @@ func TestAddTokensBERT(t *testing.T) {
 				assert.Equal(t, newRows[id], newW[id], "W row %d equals the table row", id)
 				assert.Equal(t, 0.0, newB[id][0], "bias of new id %d", id)
 			}
-			if init == InitRandom {
+			if init == InitTableNormal {
 				checkRandomRows(t, oldRows, newRows[v:])
 			}
 
@@ -154,7 +154,7 @@ func TestAddTokensBERT(t *testing.T) {
 	}
 }
 
-// checkRandomRows checks that InitRandom rows look like N(0, σ) with σ the
+// checkRandomRows checks that InitTableNormal rows look like N(0, σ) with σ the
 // std of the old non-zero rows.
 func checkRandomRows(t *testing.T, old, fresh [][]float64) {
 	t.Helper()
@@ -189,7 +189,7 @@ func checkRandomRows(t *testing.T, old, fresh [][]float64) {
 func TestRandomInitIsSeeded(t *testing.T) {
 	grow := func(seed uint64) [][]float64 {
 		m := testmodels.BERT(t)
-		res, err := AddTokens(m, nil, newWords, &Options{Init: InitRandom, Seed: seed})
+		res, err := AddTokens(m, nil, newWords, &Options{Init: InitTableNormal, Seed: seed})
 		require.NoError(t, err)
 		return tableRows(m.Bert.Embeddings.Tokens)[res.OldVocabSize:]
 	}
@@ -199,7 +199,7 @@ func TestRandomInitIsSeeded(t *testing.T) {
 }
 
 func TestAddTokensBART(t *testing.T) {
-	for _, init := range []Init{InitMean, InitSubtokenMean, InitRandom} {
+	for _, init := range []Init{InitMean, InitSubtokenMean, InitTableNormal} {
 		t.Run(init.String(), func(t *testing.T) {
 			m := testmodels.BART(t)
 			tok := bartTok(t)
@@ -264,14 +264,14 @@ func TestAddTokensBART(t *testing.T) {
 				require.Equal(t, oldB[i], newB[i])
 			}
 			for i, id := range res.IDs {
-				if init != InitRandom {
+				if init != InitTableNormal {
 					requireClose(t, expectedRow(t, init, oldRows, subs[newWords[i]]), newRows[id], "%s row of %q", init, newWords[i])
 				}
 				assert.Equal(t, newRows[id], newW[id])
 				// final_logits_bias grows with zeros, as in transformers.
 				assert.Equal(t, 0.0, newB[id][0], "final_logits_bias of new id %d", id)
 			}
-			if init == InitRandom {
+			if init == InitTableNormal {
 				checkRandomRows(t, oldRows, newRows[v:])
 			}
 
@@ -547,14 +547,14 @@ func TestBadInput(t *testing.T) {
 type wrapped struct{ nn.StandardModel }
 
 func TestParseInit(t *testing.T) {
-	for in, want := range map[string]Init{"mean": InitMean, "Random": InitRandom, "subtoken_mean": InitSubtokenMean, "subtoken-mean": InitSubtokenMean, "SubtokenMean": InitSubtokenMean} {
+	for in, want := range map[string]Init{"mean": InitMean, "Random": InitTableNormal, "subtoken_mean": InitSubtokenMean, "subtoken-mean": InitSubtokenMean, "SubtokenMean": InitSubtokenMean} {
 		got, err := ParseInit(in)
 		require.NoError(t, err, in)
 		assert.Equal(t, want, got, in)
 		assert.Equal(t, want, Init(int(want)))
 	}
 	_, err := ParseInit("zeros")
-	assert.ErrorContains(t, err, `unknown init "zeros"; expected one of mean, random, subtoken_mean`)
+	assert.ErrorContains(t, err, `unknown init "zeros"; expected one of mean, table_normal, subtoken_mean`)
 	assert.Equal(t, "subtoken_mean", InitSubtokenMean.String())
 	assert.Equal(t, "Init(7)", Init(7).String())
 	assert.Len(t, SupportedModels(), 9)

@@ -7,11 +7,13 @@ import (
 
 	"github.com/nlpodyssey/cybertron/pkg/models/bert"
 	"github.com/nlpodyssey/spago/mat"
+	"github.com/nlpodyssey/spago/nn"
 	"github.com/nlpodyssey/spago/nn/linear"
 
 	"github.com/gopeft/gopeft/finetune"
 	"github.com/gopeft/gopeft/internal/rows"
 	"github.com/gopeft/gopeft/newtokens"
+	"github.com/gopeft/gopeft/registry"
 	"github.com/gopeft/gopeft/trainabletokens"
 )
 
@@ -232,16 +234,26 @@ func checkTokens(m *bert.ModelForMaskedLM, tokens []string) error {
 }
 
 // DecoderOf returns the MLM decoder of a cybertron BERT (the tied output
-// projection the adapter's Logits route through).
+// projection the adapter's Logits route through), as registry describes it.
 func DecoderOf(m *bert.ModelForMaskedLM) (*linear.Model, error) {
-	if len(m.Layers) != 4 {
-		return nil, fmt.Errorf("recipes: BERT MLM head has %d layers, expected 4", len(m.Layers))
+	return outputHead(m)
+}
+
+// outputHead returns the model's output head tied to its input table.
+func outputHead(m nn.Model) (*linear.Model, error) {
+	l, err := registry.Describe(m)
+	if err != nil {
+		return nil, fmt.Errorf("recipes: %w", err)
 	}
-	lin, ok := m.Layers[3].(*linear.Model)
-	if !ok {
-		return nil, fmt.Errorf("recipes: BERT MLM decoder is a %T, expected *linear.Model", m.Layers[3])
+	for _, b := range l.BadOutputs {
+		return nil, fmt.Errorf("recipes: %T's output head %s", m, b.Reason)
 	}
-	return lin, nil
+	for _, o := range l.Outputs {
+		if o.Of != nil && o.Of.Input {
+			return o.Linear, nil
+		}
+	}
+	return nil, fmt.Errorf("recipes: %T has no output head over its token table", m)
 }
 
 func values(m mat.Matrix) []float64 { return rows.Get(m, 0, m.Size()) }

@@ -56,6 +56,27 @@ type Output struct {
 	Of *Table
 }
 
+// BadOutput is an output head the architecture has but that is not a
+// linear layer any more (for example wrapped by the user).
+type BadOutput struct {
+	Path, HFPath string
+	// Reason says what the slot holds, e.g. "Layers[3] is foo.Wrapper,
+	// expected *linear.Model".
+	Reason string
+}
+
+// VocabBuffer is a buffer with one entry per vocabulary row, which must
+// grow with the token table (BART's generation masks).
+type VocabBuffer struct {
+	// Path is the buffer's Go field path, e.g. "PadMask".
+	Path string
+	// Slot is the field itself, so that a grown buffer can replace it.
+	Slot **nn.Buffer
+	// Fill is the entry of a new token id (0 for PadMask; −Inf for EosMask,
+	// which cybertron adds to the logits at the maximum length).
+	Fill float64
+}
+
 // Layout is what Describe knows about a model.
 type Layout struct {
 	Model nn.Model
@@ -63,6 +84,22 @@ type Layout struct {
 	Architecture string
 	Tables       []*Table
 	Outputs      []*Output
+	// Family is FamilyBERT or FamilyBART for cybertron's models, "" for
+	// models found by walking or through InputEmbedder.
+	Family string
+	// Core is the family's base model inside Model (*bert.Model or
+	// *bart.Model; Model itself for bert.Model and bart.Model), nil
+	// outside the families.
+	Core nn.Model
+	// HFClass and HFModule name the transformers class of the model (e.g.
+	// "BertForMaskedLM", "transformers.models.bert.modeling_bert"), as
+	// PEFT's auto_mapping records it; "" when there is none.
+	HFClass, HFModule string
+	// BadOutputs are output heads of the architecture that are not linear
+	// layers; they are left out of Outputs.
+	BadOutputs []*BadOutput
+	// VocabBuffers are buffers indexed by token id.
+	VocabBuffers []*VocabBuffer
 }
 
 // Input returns the input token table, or nil.

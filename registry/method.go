@@ -21,10 +21,31 @@ var ErrUnknownMethod = errors.New("unknown peft_type")
 // directory, as PEFT writes it.
 const ConfigFile = "adapter_config.json"
 
+// Adapter is what a method's Loader returns: the base model with the
+// method's adapters injected (for Trainable Tokens, a
+// *trainabletokens.Model). It is a spago model whose parameters are the
+// trainable ones, and names the calls every PEFT method shares; type-assert
+// it to the method's own type for the rest.
+type Adapter interface {
+	nn.Model
+	// Base returns the model the adapters are injected into.
+	Base() nn.Model
+	// Adapters lists the adapter names in the order they were added.
+	Adapters() []string
+	// Active lists the active adapter names.
+	Active() []string
+	// SetActive makes exactly the named adapters active.
+	SetActive(names ...string) error
+	// MergeAndUnload merges the named adapters (default: the active ones)
+	// and returns the plain base model.
+	MergeAndUnload(safe bool, names ...string) (nn.Model, error)
+	// Unload removes every adapter and returns the base model as it was.
+	Unload() (nn.Model, error)
+}
+
 // Loader loads the adapter stored in dir into model under the adapter name
-// and returns the method's adapter model (for Trainable Tokens, a
-// *trainabletokens.Model).
-type Loader func(model nn.Model, dir, name string) (any, error)
+// and returns the method's adapter model.
+type Loader func(model nn.Model, dir, name string) (Adapter, error)
 
 var (
 	methodsMu sync.RWMutex
@@ -80,7 +101,7 @@ func PeftType(dir string) (string, error) {
 
 // LoadAdapter reads dir's peft_type and hands the directory to the method
 // registered for it.
-func LoadAdapter(model nn.Model, dir, name string) (any, error) {
+func LoadAdapter(model nn.Model, dir, name string) (Adapter, error) {
 	t, err := PeftType(dir)
 	if err != nil {
 		return nil, err

@@ -1,6 +1,7 @@
 package registry_test
 
 import (
+	"math"
 	"os"
 	"path/filepath"
 	"testing"
@@ -135,14 +136,17 @@ func TestLoadAdapterDispatch(t *testing.T) {
 	_, err = registry.LoadAdapter(nil, dir, "x")
 	assert.ErrorContains(t, err, `missing "peft_type"`)
 
-	registry.RegisterMethod("TEST_METHOD", func(model nn.Model, d, name string) (any, error) { return name + "@" + d, nil })
+	registry.RegisterMethod("TEST_METHOD", func(model nn.Model, d, name string) (registry.Adapter, error) {
+		return &fakeAdapter{loaded: name + "@" + d}, nil
+	})
 	write(`{"peft_type": "TEST_METHOD"}`)
 	got, err := registry.LoadAdapter(nil, dir, "n")
 	require.NoError(t, err)
-	assert.Equal(t, "n@"+dir, got)
+	require.IsType(t, &fakeAdapter{}, got)
+	assert.Equal(t, "n@"+dir, got.(*fakeAdapter).loaded)
 	assert.Contains(t, registry.Methods(), "TEST_METHOD")
 	assert.Panics(t, func() {
-		registry.RegisterMethod("TEST_METHOD", func(nn.Model, string, string) (any, error) { return nil, nil })
+		registry.RegisterMethod("TEST_METHOD", func(nn.Model, string, string) (registry.Adapter, error) { return nil, nil })
 	})
 }
 
@@ -151,3 +155,58 @@ func TestSnakePath(t *testing.T) {
 	assert.Equal(t, "layers.3", registry.SnakePath("Layers.3"))
 	assert.Equal(t, "mlm_head", registry.SnakePath("MLMHead"))
 }
+
+// fakeAdapter is a method's adapter model as the registry sees it.
+type fakeAdapter struct {
+	nn.Module
+	loaded string
+}
+
+func (f *fakeAdapter) Base() nn.Model                                   { return nil }
+func (f *fakeAdapter) Adapters() []string                               { return []string{"n"} }
+func (f *fakeAdapter) Active() []string                                 { return []string{"n"} }
+func (f *fakeAdapter) SetActive(...string) error                        { return nil }
+func (f *fakeAdapter) MergeAndUnload(bool, ...string) (nn.Model, error) { return nil, nil }
+func (f *fakeAdapter) Unload() (nn.Model, error)                        { return nil, nil }
+
+// The per-type table: family, base model, Hugging Face class, output heads
+// and vocabulary-sized buffers, for every type SupportedModels lists.
+func TestCybertronTable(t *testing.T) {
+	assert.Len(t, registry.SupportedModels(), 9)
+	bm := testmodels.BERT(t)
+	l, err := registry.Describe(bm)
+	require.NoError(t, err)
+	assert.Equal(t, registry.FamilyBERT, l.Family)
+	assert.Same(t, bm.Bert, l.Core)
+	assert.Equal(t, "BertForMaskedLM", l.HFClass)
+	assert.Equal(t, "transformers.models.bert.modeling_bert", l.HFModule)
+	require.Len(t, l.Outputs, 1)
+	assert.Same(t, l.Input(), l.Outputs[0].Of)
+	assert.Empty(t, l.BadOutputs)
+
+	bm.Layers[3] = wrappedHead{bm.Layers[3]}
+	l, err = registry.Describe(bm)
+	require.NoError(t, err)
+	assert.Empty(t, l.Outputs)
+	require.Len(t, l.BadOutputs, 1)
+	assert.Equal(t, "Layers[3] is registry_test.wrappedHead, expected *linear.Model", l.BadOutputs[0].Reason)
+
+	am := testmodels.BART(t)
+	l, err = registry.Describe(am)
+	require.NoError(t, err)
+	assert.Equal(t, registry.FamilyBART, l.Family)
+	assert.Same(t, am.Bart, l.Core)
+	assert.Equal(t, "BartForConditionalGeneration", l.HFClass)
+	require.Len(t, l.VocabBuffers, 2)
+	assert.Equal(t, "PadMask", l.VocabBuffers[0].Path)
+	assert.Same(t, am.PadMask, *l.VocabBuffers[0].Slot)
+	assert.Equal(t, "EosMask", l.VocabBuffers[1].Path)
+	assert.True(t, math.IsInf(l.VocabBuffers[1].Fill, -1))
+
+	l, err = registry.Describe(&plain{Other: embedding.New[float32](3, 2)})
+	require.NoError(t, err)
+	assert.Equal(t, "", l.Family)
+	assert.Nil(t, l.Core)
+}
+
+type wrappedHead struct{ nn.StandardModel }

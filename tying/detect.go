@@ -204,3 +204,20 @@ func (g *Group) String() string {
 	}
 	return b.String()
 }
+
+// IsCopy reports whether the weight of lin is a value copy of table's rows
+// under the rule Detect uses (every row equal within Tolerance, rows that
+// are all zero in the table skipped, at least as many rows compared as
+// skipped). It is the one rule of the project: newtokens asks it too. A
+// weight whose shape is not the table's is not a copy; an unsupported dtype
+// is an error.
+func IsCopy(table *embedding.Model, lin *linear.Model) (bool, error) {
+	if table == nil || lin == nil || lin.W == nil {
+		return false, nil
+	}
+	c, _, err := compare(table, lin)
+	if err != nil {
+		return false, fmt.Errorf("tying: %w", err)
+	}
+	return c != nil, nil
+}

@@ -9,6 +9,7 @@ package walk
 import (
 	"reflect"
 	"strconv"
+	"strings"
 
 	"github.com/nlpodyssey/spago/nn"
 )
@@ -151,4 +152,22 @@ func settable(v reflect.Value) reflect.Value {
 		return v
 	}
 	return reflect.Value{}
+}
+
+// GoPath writes a Node path's slice indices Go style: "Layers.3" →
+// "Layers[3]", for messages a Go user reads.
+func GoPath(p string) string {
+	parts := strings.Split(p, ".")
+	var b strings.Builder
+	for i, s := range parts {
+		if s != "" && strings.Trim(s, "0123456789") == "" {
+			b.WriteString("[" + s + "]")
+			continue
+		}
+		if i > 0 {
+			b.WriteByte('.')
+		}
+		b.WriteString(s)
+	}
+	return b.String()
 }
