@@ -40,7 +40,6 @@ import (
 
 	"github.com/nlpodyssey/cybertron/pkg/models/bart"
 	"github.com/nlpodyssey/cybertron/pkg/models/bert"
-	"github.com/nlpodyssey/spago/nn"
 
 	"github.com/gopeft/gopeft/registry"
 )
@@ -93,12 +92,6 @@ const (
 // directory: missing or malformed files, and files that do not fit the
 // model.
 var ErrInvalidAdapterFile = errors.New("trainabletokens: invalid adapter file")
-
-func init() {
-	registry.RegisterMethod(PeftType, func(model nn.Model, dir, name string) (any, error) {
-		return Load(model, dir, name)
-	})
-}
 
 // SaveOptions tunes Save.
 type SaveOptions struct {

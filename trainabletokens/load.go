@@ -146,10 +146,10 @@ func loadNew(model nn.Model, src *source, name string, o LoadOptions) (*Model, e
 }
 
 func (m *Model) loadAdapter(src *source, name string, o LoadOptions) error {
-	if err := m.lockWrite(); err != nil {
+	if err := m.lockWrite("LoadAdapter"); err != nil {
 		return err
 	}
-	defer m.mu.Unlock()
+	defer m.unlockWrite()
 	if err := m.checkNewName(name); err != nil {
 		return err
 	}

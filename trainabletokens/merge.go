@@ -16,10 +16,10 @@ import (
 // are an error and nothing is written. Merging an adapter already merged is
 // a no-op.
 func (m *Model) Merge(safe bool, names ...string) error {
-	if err := m.lockWrite(); err != nil {
+	if err := m.lockWrite("Merge"); err != nil {
 		return err
 	}
-	defer m.mu.Unlock()
+	defer m.unlockWrite()
 	return m.merge(safe, names)
 }
 
@@ -72,10 +72,10 @@ func (m *Model) checkFinite(name string) error {
 // active go back to being used (and trained) unmerged. With nothing merged
 // it is a no-op.
 func (m *Model) Unmerge() error {
-	if err := m.lockWrite(); err != nil {
+	if err := m.lockWrite("Unmerge"); err != nil {
 		return err
 	}
-	defer m.mu.Unlock()
+	defer m.unlockWrite()
 	m.merged = nil
 	return m.apply()
 }
@@ -87,10 +87,10 @@ func (m *Model) Unmerge() error {
 // cybertron model (nn.Dump and cybertron's task loaders work on it).
 // Adapters not merged are dropped. The Model is unusable afterwards.
 func (m *Model) MergeAndUnload(safe bool, names ...string) (nn.Model, error) {
-	if err := m.lockWrite(); err != nil {
+	if err := m.lockWrite("MergeAndUnload"); err != nil {
 		return nil, err
 	}
-	defer m.mu.Unlock()
+	defer m.unlockWrite()
 	if err := m.merge(safe, names); err != nil {
 		return nil, err
 	}
@@ -102,10 +102,10 @@ func (m *Model) MergeAndUnload(safe bool, names ...string) (nn.Model, error) {
 // table and tied copy, same requiresGrad flags. The Model is unusable
 // afterwards.
 func (m *Model) Unload() (nn.Model, error) {
-	if err := m.lockWrite(); err != nil {
+	if err := m.lockWrite("Unload"); err != nil {
 		return nil, err
 	}
-	defer m.mu.Unlock()
+	defer m.unlockWrite()
 	m.merged = nil
 	return m.unload()
 }

@@ -47,12 +47,21 @@ var (
 // The model therefore never contains a plugin type: nn.Dump and cybertron's
 // own inference code work on it as they are.
 //
-// All methods are safe for concurrent use. Methods that change which rows
-// the model uses (SetActive, Merge, Unmerge, Delete, Disable, Enable, Sync,
-// AddAdapter) wait for running Do calls and block new ones until done, so
-// an inference inside Do never sees a half-changed model.
+// Model is a spago model (it embeds nn.Module) whose parameters, as spago's
+// own traversal (nn.ForEachParam, nn.Parameters) sees them, are exactly the
+// rows that train now: those of the active, unmerged adapters. So spago's
+// optimizers can be pointed at it; see Step for the synchronous update
+// spago's Optimizer.Optimize does not give.
+//
+// All methods are safe for concurrent use; the locking rule is in lock.go:
+// adapter changes wait for running Do calls, read-only methods never do,
+// and an adapter change called inside Do is an error, not a deadlock.
 type Model struct {
-	mu sync.RWMutex
+	nn.Module
+
+	run   sync.RWMutex
+	mu    sync.RWMutex
+	doers map[uint64]int // goroutines inside Do
 
 	base    nn.Model
 	layout  *registry.Layout
@@ -128,6 +137,7 @@ func inject(base nn.Model, layout *registry.Layout, name string, cfg Config, tab
 		return nil, err
 	}
 	m := &Model{
+		doers:    map[uint64]int{},
 		base:     base,
 		adapters: map[string]*adapter{},
 		groupOf:  map[*embedding.Model]*tying.Group{},
@@ -424,16 +434,6 @@ func dedupe(names []string) []string {
 	return out
 }
 
-// lockWrite takes the write lock and fails on an unloaded model.
-func (m *Model) lockWrite() error {
-	m.mu.Lock()
-	if m.unloaded {
-		m.mu.Unlock()
-		return ErrUnloaded
-	}
-	return nil
-}
-
 // checkNewName refuses an empty or already used adapter name.
 func (m *Model) checkNewName(name string) error {
 	if name == "" {
@@ -448,10 +448,10 @@ func (m *Model) checkNewName(name string) error {
 // AddAdapter adds another adapter, inactive (as in PEFT), with rows
 // initialised from the rows the model uses now (or randomly, per cfg).
 func (m *Model) AddAdapter(name string, cfg Config) error {
-	if err := m.lockWrite(); err != nil {
+	if err := m.lockWrite("AddAdapter"); err != nil {
 		return err
 	}
-	defer m.mu.Unlock()
+	defer m.unlockWrite()
 	if err := m.checkNewName(name); err != nil {
 		return err
 	}
@@ -468,10 +468,10 @@ func (m *Model) AddAdapter(name string, cfg Config) error {
 // Several adapters may be active at once when their token ids are disjoint
 // per table, also with respect to merged adapters.
 func (m *Model) SetActive(names ...string) error {
-	if err := m.lockWrite(); err != nil {
+	if err := m.lockWrite("SetActive"); err != nil {
 		return err
 	}
-	defer m.mu.Unlock()
+	defer m.unlockWrite()
 	names = dedupe(names)
 	if err := m.lookup(names); err != nil {
 		return err
@@ -485,10 +485,10 @@ func (m *Model) SetActive(names ...string) error {
 
 // Delete removes an adapter. A merged adapter must be unmerged first.
 func (m *Model) Delete(name string) error {
-	if err := m.lockWrite(); err != nil {
+	if err := m.lockWrite("Delete"); err != nil {
 		return err
 	}
-	defer m.mu.Unlock()
+	defer m.unlockWrite()
 	if err := m.lookup([]string{name}); err != nil {
 		return err
 	}
@@ -514,20 +514,20 @@ func remove(list []string, s string) []string {
 // Disable makes the model use its base rows (and merged adapters) only;
 // active adapters stop training until Enable. Merged adapters stay merged.
 func (m *Model) Disable() error {
-	if err := m.lockWrite(); err != nil {
+	if err := m.lockWrite("Disable"); err != nil {
 		return err
 	}
-	defer m.mu.Unlock()
+	defer m.unlockWrite()
 	m.disabled = true
 	return m.apply()
 }
 
 // Enable undoes Disable.
 func (m *Model) Enable() error {
-	if err := m.lockWrite(); err != nil {
+	if err := m.lockWrite("Enable"); err != nil {
 		return err
 	}
-	defer m.mu.Unlock()
+	defer m.unlockWrite()
 	m.disabled = false
 	return m.apply()
 }
@@ -538,27 +538,16 @@ func (m *Model) Enable() error {
 // decoder) only after Sync. finetune's trainer calls it after each step;
 // call it yourself after stepping the rows with your own optimizer.
 func (m *Model) Sync() error {
-	if err := m.lockWrite(); err != nil {
+	if err := m.lockWrite("Sync"); err != nil {
 		return err
 	}
-	defer m.mu.Unlock()
+	defer m.unlockWrite()
 	return m.apply()
 }
 
-// Do runs fn while no adapter change can happen, for inference with the
-// current adapters. fn must finish reading every value it needs (spago ops
-// may run asynchronously: call Value() on the results) before returning.
-// Any number of Do calls may run at once.
-func (m *Model) Do(fn func() error) error {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	if m.unloaded {
-		return ErrUnloaded
-	}
-	return fn()
-}
-
-// Base returns the model the adapters are injected into.
+// Base returns the model the adapters are injected into: the model to run
+// inference on, for a caller that got this Model from registry.LoadAdapter
+// (registry.Adapter has it for that reason).
 func (m *Model) Base() nn.Model { return m.base }
 
 // Adapters returns the adapter names in the order they were added.
@@ -591,7 +580,9 @@ func (m *Model) Disabled() bool {
 
 // Config returns a copy of the named adapter's config.
 func (m *Model) Config(name string) (Config, error) {
-	m.mu.RLock()
+	if err := m.lockRead(); err != nil {
+		return Config{}, err
+	}
 	defer m.mu.RUnlock()
 	if err := m.lookup([]string{name}); err != nil {
 		return Config{}, err
@@ -620,7 +611,9 @@ func (m *Model) TrainableParams() []*nn.Param {
 // TokenIndices order. They are the live params: do not modify them while
 // other goroutines use the model.
 func (m *Model) Rows(name, table string) ([]*nn.Param, error) {
-	m.mu.RLock()
+	if err := m.lockRead(); err != nil {
+		return nil, err
+	}
 	defer m.mu.RUnlock()
 	if err := m.lookup([]string{name}); err != nil {
 		return nil, err
@@ -634,12 +627,11 @@ func (m *Model) Rows(name, table string) ([]*nn.Param, error) {
 	return nil, fmt.Errorf("trainabletokens: adapter %q has no rows in table %q", name, table)
 }
 
-// Groups returns the tying groups found in the model (one per table).
-func (m *Model) Groups() []*tying.Group {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	return append([]*tying.Group(nil), m.groups...)
+// TraverseParams calls fn for every row that trains now (TrainableParams):
+// spago's nn.ForEachParam and nn.Parameters use it, so they yield no frozen
+// base parameter and no row of an inactive or merged adapter.
+func (m *Model) TraverseParams(fn func(param *nn.Param)) {
+	for _, p := range m.TrainableParams() {
+		fn(p)
+	}
 }
-
-// Layout returns what registry.Describe found in the base model.
-func (m *Model) Layout() *registry.Layout { return m.layout }
