@@ -125,6 +125,9 @@ type Trainer struct {
 
 	cleanModel nn.Model
 	cleaner    *gradCleaner
+	// names labels the trained params in errors ("row 5 of
+	// Bert.Embeddings.Tokens"), from the task's model.
+	names map[*nn.Param]string
 }
 
 // paramGroup is a set of params stepped at one learning rate.
@@ -274,7 +277,10 @@ func (t *Trainer) Train(task *Task) ([]float64, error) {
 	if t.cfg.MaxSteps > 0 {
 		total = min(total, t.cfg.MaxSteps)
 	}
-	cleaner := t.cleanerFor(task, true)
+	cleaner, err := t.cleanerFor(task, true)
+	if err != nil {
+		return nil, err
+	}
 	bar := newProgress(t.cfg.Progress, t.cfg.Quiet, total)
 	defer bar.finish()
 	history := make([]float64, 0, total)
@@ -315,7 +321,11 @@ func (t *Trainer) Step(task *Task, batch []int) (StepInfo, error) {
 			return StepInfo{}, invalidf("batch index %d out of range [0, %d)", i, task.Size)
 		}
 	}
-	return t.step(task, batch, 0, t.cleanerFor(task, false))
+	cleaner, err := t.cleanerFor(task, false)
+	if err != nil {
+		return StepInfo{}, err
+	}
+	return t.step(task, batch, 0, cleaner)
 }
 
 func (t *Trainer) checkTask(task *Task) error {
@@ -338,11 +348,45 @@ func (t *Trainer) checkTask(task *Task) error {
 // cleanerFor returns the gradient cleaner of the task's model, walking the
 // model again when it changes or when fresh is set (a Train call: tables
 // may have been replaced, e.g. by PrepareLoaded, since the last one).
-func (t *Trainer) cleanerFor(task *Task, fresh bool) *gradCleaner {
+func (t *Trainer) cleanerFor(task *Task, fresh bool) (*gradCleaner, error) {
 	if fresh || t.cleaner == nil || t.cleanModel != task.Model {
-		t.cleanModel, t.cleaner = task.Model, newGradCleaner(task.Model)
+		c := newGradCleaner(task.Model)
+		if err := t.checkOwned(task.Model, c); err != nil {
+			return nil, err
+		}
+		t.cleanModel, t.cleaner = task.Model, c
 	}
-	return t.cleaner
+	return t.cleaner, nil
+}
+
+// checkOwned refuses trained params that are not parameters of the task's
+// model (for example the rows of an adapter injected into another model):
+// they would never get a gradient and training would "succeed" with
+// nothing updated.
+func (t *Trainer) checkOwned(model nn.Model, c *gradCleaner) error {
+	if model == nil {
+		return nil
+	}
+	owned := map[*nn.Param]string{}
+	for i, p := range c.params {
+		owned[p] = c.paramPaths[i]
+	}
+	for i, e := range c.tables {
+		for id, p := range e.Weights {
+			owned[p] = fmt.Sprintf("row %d of %s", id, c.tablePaths[i])
+		}
+	}
+	t.names = map[*nn.Param]string{}
+	for _, g := range t.groups {
+		for i, p := range g.params {
+			name, ok := owned[p]
+			t.names[p] = name
+			if !ok {
+				return fmt.Errorf("finetune: trained param %d (shape %v) is not a parameter of the task's model %T; train the params of the model the task runs (an adapter injected into another model?)", i, p.Shape(), model)
+			}
+		}
+	}
+	return nil
 }
 
 func (t *Trainer) step(task *Task, batch []int, epoch int, cleaner *gradCleaner) (StepInfo, error) {
@@ -356,7 +400,7 @@ func (t *Trainer) step(task *Task, batch []int, epoch int, cleaner *gradCleaner)
 	}
 	info.Loss = loss.Value().Item().F64()
 	if math.IsNaN(info.Loss) || math.IsInf(info.Loss, 0) {
-		return info, fmt.Errorf("finetune: step %d: loss is %v", info.Step, info.Loss)
+		return info, fmt.Errorf("%w: step %d: loss is %v; nothing was updated", ErrNotFinite, info.Step, info.Loss)
 	}
 	if err := ag.Backward(loss); err != nil {
 		return info, fmt.Errorf("finetune: step %d: backward: %w", info.Step, err)
@@ -369,12 +413,44 @@ func (t *Trainer) step(task *Task, batch []int, epoch int, cleaner *gradCleaner)
 			}
 		}
 	}
+	for _, p := range withGrad {
+		if ok, at := finiteMatrix(p.Grad().(mat.Matrix)); !ok {
+			cleaner.clean()
+			for _, q := range withGrad {
+				q.ZeroGrad()
+			}
+			return info, fmt.Errorf("%w: step %d: the gradient of %s is NaN or Inf at element %d; nothing was updated", ErrNotFinite, info.Step, t.nameOf(p), at)
+		}
+	}
 	info.GradNorm = clipGradients(withGrad, t.cfg.ClipValue, t.cfg.MaxGradNorm)
+	// Token rows are small: keep their values, so that an update that
+	// overflows leaves them as they were after the last finite step.
+	var saved []mat.Matrix
+	var savedParams []*nn.Param
+	for _, g := range t.groups {
+		if g.tokens {
+			for _, p := range g.params {
+				if p.HasGrad() {
+					saved = append(saved, p.Value().(mat.Matrix).Clone())
+					savedParams = append(savedParams, p)
+				}
+			}
+		}
+	}
 	for _, g := range t.groups {
 		n, err := t.update(g, info.Step)
 		info.Updated += n
 		if err != nil {
 			return info, err
+		}
+	}
+	for _, p := range withGrad {
+		if ok, at := finiteMatrix(p.Value().(mat.Matrix)); !ok {
+			for i, q := range savedParams {
+				_ = rows.Copy(q.Value().(mat.Matrix), 0, saved[i], 0, saved[i].Size())
+			}
+			cleaner.clean()
+			return info, fmt.Errorf("%w: step %d: the update made %s NaN or Inf at element %d (overflow?); the token rows keep their values from step %d", ErrNotFinite, info.Step, t.nameOf(p), at, info.Step-1)
 		}
 	}
 	cleaner.clean()
@@ -507,6 +583,8 @@ func sumSquares(m mat.Matrix) float64 {
 type gradCleaner struct {
 	tables []*embedding.Model
 	params []*nn.Param
+	// paths name the params and tables for error messages.
+	tablePaths, paramPaths []string
 }
 
 func newGradCleaner(model nn.Model) *gradCleaner {
@@ -518,9 +596,11 @@ func newGradCleaner(model nn.Model) *gradCleaner {
 		switch v := n.Value.(type) {
 		case *embedding.Model:
 			c.tables = append(c.tables, v)
+			c.tablePaths = append(c.tablePaths, n.Path)
 			return false
 		case *nn.Param:
 			c.params = append(c.params, v)
+			c.paramPaths = append(c.paramPaths, n.Path)
 		}
 		return true
 	})
@@ -536,4 +616,29 @@ func (c *gradCleaner) clean() {
 			p.ZeroGrad()
 		}
 	}
+}
+
+// nameOf labels a trained param for error messages.
+func (t *Trainer) nameOf(p *nn.Param) string {
+	if n := t.names[p]; n != "" {
+		return n
+	}
+	return fmt.Sprintf("a param of shape %v", p.Shape())
+}
+
+// finiteMatrix reports whether every element of m is finite, and the
+// index of the first that is not.
+func finiteMatrix(m mat.Matrix) (bool, int) {
+	f32, f64, _ := rows.Floats(m)
+	for i, v := range f32 {
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+			return false, i
+		}
+	}
+	for i, v := range f64 {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return false, i
+		}
+	}
+	return true, -1
 }

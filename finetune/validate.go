@@ -18,6 +18,10 @@ var (
 	// missing part, a block type this package does not know, or an embedding
 	// table that cannot receive gradients.
 	ErrUnsupportedModel = errors.New("finetune: unsupported model")
+	// ErrNotFinite is wrapped by a training step that meets a NaN or ±Inf
+	// loss, gradient or updated value; the error names the step and the
+	// param (a row of a named table for embedding rows).
+	ErrNotFinite = errors.New("finetune: not finite")
 )
 
 func invalidf(format string, args ...any) error {

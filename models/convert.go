@@ -42,11 +42,22 @@ func init() {
 	}
 	// This process exists only to convert: its global state is its own.
 	zerolog.SetGlobalLevel(zerolog.WarnLevel)
-	if err := converter.Convert[float32](dir, true); err != nil {
+	if err := convertRecovering(dir); err != nil {
 		fmt.Fprint(os.Stderr, err)
 		os.Exit(1)
 	}
 	os.Exit(0)
+}
+
+// convertRecovering runs cybertron's converter, turning its panics (it
+// panics on some malformed inputs) into errors.
+func convertRecovering(dir string) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("cybertron's converter panicked: %v", r)
+		}
+	}()
+	return converter.Convert[float32](dir, true)
 }
 
 // canReexec reports whether the running executable links this module.
@@ -71,7 +82,7 @@ func canReexec() bool {
 func convertQuietly(dir string) error {
 	exe, err := os.Executable()
 	if err != nil || !canReexec() {
-		return converter.Convert[float32](dir, true)
+		return convertRecovering(dir)
 	}
 	cmd := exec.Command(exe)
 	cmd.Env = append(os.Environ(), convertEnv+"="+dir)

@@ -139,6 +139,10 @@ func resolve(model nn.Model) (*target, error) {
 	if err != nil || l.Family == "" {
 		return nil, fmt.Errorf("%w: %T; supported: %s", ErrUnsupportedModel, model, strings.Join(SupportedModels(), ", "))
 	}
+	if method, tab := l.InjectedBy(); tab != nil {
+		return nil, fmt.Errorf("%w: %s's %s carries an injected %s adapter, whose rows training would update instead of the new ones; add tokens before injecting the adapter (Unload or MergeAndUnload it first)",
+			ErrUnsupportedModel, t.typeName, tab.HFPath, method)
+	}
 	for _, b := range l.BadOutputs {
 		return nil, fmt.Errorf("%w: %s.%s (add tokens before wrapping or replacing the output layer)", ErrUnsupportedModel, t.typeName, b.Reason)
 	}

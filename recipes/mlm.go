@@ -77,6 +77,9 @@ func EvaluateMLM(m *bert.ModelForMaskedLM, tm *trainabletokens.Model, examples [
 // evaluateMLM is EvaluateMLM that also returns the share of positions whose
 // top prediction is one of the ids in taken while their target is not.
 func evaluateMLM(m *bert.ModelForMaskedLM, tm *trainabletokens.Model, examples []finetune.MaskedExample, taken map[int]bool) (Eval, float64, error) {
+	if err := checkAdapter(m, tm, false); err != nil {
+		return Eval{}, 0, err
+	}
 	var e Eval
 	var takeovers int
 	if m == nil {
@@ -166,6 +169,12 @@ type Prediction struct {
 // text, through the fast inference forward (finetune.PredictMaskedLM;
 // inside tm.Do when tm is not nil).
 func TopPredictions(m *bert.ModelForMaskedLM, tm *trainabletokens.Model, tok *newtokens.Tokenizer, text string, k int) ([]Prediction, error) {
+	if k < 0 {
+		return nil, fmt.Errorf("recipes: TopPredictions: k = %d; expected k >= 0 (0 returns no prediction)", k)
+	}
+	if err := checkAdapter(m, tm, false); err != nil {
+		return nil, err
+	}
 	_, tokens, err := tok.EncodeSpecial(text)
 	if err != nil {
 		return nil, err

@@ -39,6 +39,9 @@ func Seq2SeqExamples(tok *newtokens.Tokenizer, pairs [][2]string) ([]finetune.Se
 // and stops at eos or max_length. It returns the generated text without
 // special tokens.
 func Generate(m *bart.ModelForConditionalGeneration, tm *trainabletokens.Model, tok *newtokens.Tokenizer, text string) (string, error) {
+	if err := checkAdapter(m, tm, false); err != nil {
+		return "", err
+	}
 	src, _, err := tok.EncodeSpecial(text)
 	if err != nil {
 		return "", err

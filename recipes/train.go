@@ -108,6 +108,9 @@ func (o TrainOptions) config(tm *trainabletokens.Model) (finetune.Config, error)
 // (the decoder is a tied copy of the token table). It returns the loss of
 // every step.
 func TrainMLM(m *bert.ModelForMaskedLM, tm *trainabletokens.Model, examples []finetune.MaskedExample, opts TrainOptions) ([]float64, error) {
+	if err := checkAdapter(m, tm, true); err != nil {
+		return nil, err
+	}
 	if len(tm.TrainableParams()) == 0 {
 		return nil, fmt.Errorf("recipes: the adapter model has no trainable rows (no active, unmerged adapter)")
 	}
@@ -134,6 +137,9 @@ func TrainMLM(m *bert.ModelForMaskedLM, tm *trainabletokens.Model, examples []fi
 // pairs with teacher forcing: the rows are used by the encoder, the decoder
 // and (through the tied lm_head) the output logits.
 func TrainSeq2Seq(m *bart.ModelForConditionalGeneration, tm *trainabletokens.Model, examples []finetune.Seq2SeqExample, opts TrainOptions) ([]float64, error) {
+	if err := checkAdapter(m, tm, true); err != nil {
+		return nil, err
+	}
 	if len(tm.TrainableParams()) == 0 {
 		return nil, fmt.Errorf("recipes: the adapter model has no trainable rows (no active, unmerged adapter)")
 	}

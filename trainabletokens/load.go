@@ -123,6 +123,9 @@ func loadNew(model nn.Model, src *source, name string, o LoadOptions) (*Model, e
 	if err != nil {
 		return nil, err
 	}
+	if err := checkNotInjected(layout); err != nil {
+		return nil, err
+	}
 	p, err := plan(layout, src, o)
 	if err != nil {
 		return nil, err

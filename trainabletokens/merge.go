@@ -7,6 +7,7 @@ import (
 	"github.com/nlpodyssey/spago/nn"
 
 	"github.com/gopeft/gopeft/internal/rows"
+	"github.com/gopeft/gopeft/registry"
 )
 
 // Merge writes the named adapters' rows (default: the active ones) into the
@@ -117,6 +118,9 @@ func (m *Model) unload() (nn.Model, error) {
 		return nil, err
 	}
 	m.restoreFlags()
+	for _, g := range m.groups {
+		registry.UnmarkInjected(g.Table.Embedding)
+	}
 	undo(m.renewed)
 	m.unloaded = true
 	m.adapters, m.pristine = nil, nil

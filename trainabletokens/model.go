@@ -32,8 +32,12 @@ var (
 	ErrMerged = errors.New("trainabletokens: adapter is merged")
 	// ErrUnloaded is returned by every method after Unload or MergeAndUnload.
 	ErrUnloaded = errors.New("trainabletokens: model was unloaded")
-	// ErrNotFinite is returned by a safe merge of rows holding NaN or Inf.
+	// ErrNotFinite is returned by a safe merge of rows holding NaN or Inf,
+	// and by Step for a NaN or Inf gradient or update.
 	ErrNotFinite = errors.New("trainabletokens: adapter rows are not finite")
+	// ErrAlreadyInjected is returned by New and Load for a model that
+	// already carries an adapter.
+	ErrAlreadyInjected = errors.New("trainabletokens: model already carries an adapter")
 )
 
 // Model is a base model with Trainable Tokens adapters injected.
@@ -130,6 +134,9 @@ func New(base nn.Model, cfg Config, name string) (*Model, error) {
 // whose targets (tables) were matched and checked on that layout, by New or
 // by Load: nothing is described, matched or validated again.
 func inject(base nn.Model, layout *registry.Layout, name string, cfg Config, tables []*registry.Table) (*Model, error) {
+	if err := checkNotInjected(layout); err != nil {
+		return nil, err
+	}
 	// Everything the user asked for is valid: from here on base changes.
 	renewed, err := spagofix.RenewEmbeddings(base)
 	if err != nil {
@@ -161,7 +168,21 @@ func inject(base nn.Model, layout *registry.Layout, name string, cfg Config, tab
 	if err := m.apply(); err != nil {
 		return nil, err
 	}
+	for _, g := range m.groups {
+		registry.MarkInjected(g.Table.Embedding, PeftType)
+	}
 	return m, nil
+}
+
+// checkNotInjected refuses a model that carries an adapter already: a
+// second injection would take the first one's rows for the base rows, and
+// unloading both would leave trained rows in the "restored" model.
+func checkNotInjected(l *registry.Layout) error {
+	if method, t := l.InjectedBy(); t != nil {
+		return fmt.Errorf("%w: %s of %s has a %s adapter injected; add more adapters to that adapter model (AddAdapter, LoadAdapter), or Unload it first (re-running a notebook cell? load the base model again in the same cell)",
+			ErrAlreadyInjected, t.HFPath, l.Architecture, method)
+	}
+	return nil
 }
 
 func undo(rs []spagofix.Replacement) {

@@ -18,11 +18,9 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/nlpodyssey/cybertron/pkg/converter"
 	"github.com/nlpodyssey/cybertron/pkg/models/bart"
 	"github.com/nlpodyssey/cybertron/pkg/models/bert"
 	"github.com/nlpodyssey/spago/nn"
-	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
 	"github.com/gopeft/gopeft/models"
@@ -170,34 +168,15 @@ func Convert(dst string, name string) (dir string, err error) {
 	if err := copyHFFiles(name, dir); err != nil {
 		return "", err
 	}
-	quietZerolog()
-	defer func() {
-		// cybertron's converters panic on some malformed inputs.
-		if r := recover(); r != nil {
-			dir, err = "", fmt.Errorf("testmodels: converting %s panicked: %v", name, r)
-		}
-	}()
-	convert := converter.Convert[float32]
-	if name == ELECTRAName {
-		// cybertron's converter panics on ElectraForMaskedLM: models
-		// converts the encoder with it and adds the generator's head.
-		convert = models.ConvertELECTRA
-	}
-	if err := convert(dir, true); err != nil {
+	// models.Convert runs cybertron's converter in a child process: quiet,
+	// and a converter panic is an error, not a crash of the test binary.
+	if err := models.Convert(dir, true); err != nil {
 		return "", fmt.Errorf("testmodels: converting %s: %w", name, err)
 	}
 	if _, err := os.Stat(filepath.Join(dir, SpagoModelFile)); err != nil {
 		return "", fmt.Errorf("testmodels: converter wrote no %s: %w", SpagoModelFile, err)
 	}
 	return dir, nil
-}
-
-// quietZerolog raises zerolog's global level to warn, so that cybertron's
-// converter does not print debug reports.
-func quietZerolog() {
-	if zerolog.GlobalLevel() < zerolog.WarnLevel {
-		zerolog.SetGlobalLevel(zerolog.WarnLevel)
-	}
 }
 
 // cache holds the converted spago_model.bin bytes of one model.
