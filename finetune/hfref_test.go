@@ -120,13 +120,13 @@ func rowGrads(t *testing.T, tm *trainabletokens.Model, ref hfReference) float64 
 	return worst
 }
 
-func measureBERT(t *testing.T, m *bert.ModelForMaskedLM, ref hfReference) hfFit {
+func measureBERT(t *testing.T, m *bert.ModelForMaskedLM, ref hfReference, fwd finetune.Forward) hfFit {
 	finetune.SetRequiresGrad(m, false) // frozen weights, as with an adapter
 	t.Helper()
 	var f hfFit
 	var batch []finetune.MaskedExample
 	for e, ex := range ref.Examples {
-		y, err := finetune.MaskedLMLogits(m, ex.Tokens, ex.Positions, nil)
+		y, err := finetune.MaskedLMLogits(m, ex.Tokens, ex.Positions, nil, fwd)
 		require.NoError(t, err)
 		for j, col := range logitColumns(t, y) {
 			f.logits = math.Max(f.logits, relMax(col, ref.Logits[e][j]))
@@ -151,7 +151,7 @@ func measureBERT(t *testing.T, m *bert.ModelForMaskedLM, ref hfReference) hfFit 
 	require.NoError(t, err)
 	dec, ok := m.Layers[len(m.Layers)-1].(*linear.Model)
 	require.True(t, ok)
-	loss, err := finetune.MaskedLMLoss(m, batch, tm.LogitsFunc(dec))
+	loss, err := finetune.MaskedLMLoss(m, batch, tm.LogitsFunc(dec), fwd)
 	require.NoError(t, err)
 	f.loss = math.Abs(loss.Value().Item().F64()-ref.Loss) / math.Abs(ref.Loss)
 	require.NoError(t, ag.Backward(loss))
@@ -159,13 +159,13 @@ func measureBERT(t *testing.T, m *bert.ModelForMaskedLM, ref hfReference) hfFit 
 	return f
 }
 
-func measureBART(t *testing.T, m *bart.ModelForConditionalGeneration, ref hfReference) hfFit {
+func measureBART(t *testing.T, m *bart.ModelForConditionalGeneration, ref hfReference, fwd finetune.Forward) hfFit {
 	finetune.SetRequiresGrad(m, false) // frozen weights, as with an adapter
 	t.Helper()
 	var f hfFit
 	var batch []finetune.Seq2SeqExample
 	for e, ex := range ref.Examples {
-		y, err := finetune.ConditionalGenerationLogits(m, ex.Source, ex.DecoderInput, nil)
+		y, err := finetune.ConditionalGenerationLogits(m, ex.Source, ex.DecoderInput, nil, fwd)
 		require.NoError(t, err)
 		cols := logitColumns(t, y)
 		require.Len(t, cols, len(ex.DecoderInput))
@@ -183,7 +183,7 @@ func measureBART(t *testing.T, m *bart.ModelForConditionalGeneration, ref hfRefe
 	}
 	tm, err := trainabletokens.New(m, trainabletokens.Config{TokenIndices: ref.TrainedIDs}, "")
 	require.NoError(t, err)
-	loss, err := finetune.ConditionalGenerationLoss(m, batch, tm.LogitsFunc(m.Projection))
+	loss, err := finetune.ConditionalGenerationLoss(m, batch, tm.LogitsFunc(m.Projection), fwd)
 	require.NoError(t, err)
 	f.loss = math.Abs(loss.Value().Item().F64()-ref.Loss) / math.Abs(ref.Loss)
 	require.NoError(t, ag.Backward(loss))
@@ -232,16 +232,16 @@ func TestHuggingFaceFidelity(t *testing.T) {
 			path := map[bool]string{true: "fused", false: "graph"}[fused]
 			for _, v := range variants {
 				t.Run(model+"/"+path+"/"+v.name, func(t *testing.T) {
-					defer finetune.SetFusedForward(finetune.SetFusedForward(fused))
+					fwd := map[bool]finetune.Forward{true: finetune.ForwardAuto, false: finetune.ForwardGraph}[fused]
 					var f hfFit
 					if model == testmodels.BERTName {
 						m := testmodels.BERT(t)
 						v.setup(t, m)
-						f = measureBERT(t, m, ref)
+						f = measureBERT(t, m, ref, fwd)
 					} else {
 						m := testmodels.BART(t)
 						v.setup(t, m)
-						f = measureBART(t, m, ref)
+						f = measureBART(t, m, ref, fwd)
 					}
 					t.Logf("%s %s path, %s: %v (targets: logits %g, gradients %g)", model, path, v.name, f, hfLogitsTol, hfGradTol)
 					if v.hf {

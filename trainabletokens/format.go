@@ -34,12 +34,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"reflect"
 	"strconv"
 	"strings"
-
-	"github.com/nlpodyssey/cybertron/pkg/models/bart"
-	"github.com/nlpodyssey/cybertron/pkg/models/bert"
 
 	"github.com/gopeft/gopeft/registry"
 )
@@ -143,18 +139,6 @@ type peftConfigFile struct {
 type autoMapping struct {
 	BaseModelClass string `json:"base_model_class"`
 	ParentLibrary  string `json:"parent_library"`
-}
-
-// hfClasses maps cybertron model types to their transformers classes.
-var hfClasses = map[reflect.Type]autoMapping{
-	reflect.TypeOf(&bert.Model{}):                          {"BertModel", "transformers.models.bert.modeling_bert"},
-	reflect.TypeOf(&bert.ModelForMaskedLM{}):               {"BertForMaskedLM", "transformers.models.bert.modeling_bert"},
-	reflect.TypeOf(&bert.ModelForSequenceClassification{}): {"BertForSequenceClassification", "transformers.models.bert.modeling_bert"},
-	reflect.TypeOf(&bert.ModelForTokenClassification{}):    {"BertForTokenClassification", "transformers.models.bert.modeling_bert"},
-	reflect.TypeOf(&bert.ModelForQuestionAnswering{}):      {"BertForQuestionAnswering", "transformers.models.bert.modeling_bert"},
-	reflect.TypeOf(&bart.Model{}):                          {"BartModel", "transformers.models.bart.modeling_bart"},
-	reflect.TypeOf(&bart.ModelForConditionalGeneration{}):  {"BartForConditionalGeneration", "transformers.models.bart.modeling_bart"},
-	reflect.TypeOf(&bart.ModelForSequenceClassification{}): {"BartForSequenceClassification", "transformers.models.bart.modeling_bart"},
 }
 
 // tensorKey is the safetensors key of module's rows.

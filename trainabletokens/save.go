@@ -3,7 +3,6 @@ package trainabletokens
 import (
 	"encoding/json"
 	"fmt"
-	"reflect"
 	"strconv"
 
 	"github.com/nlpodyssey/spago/mat"
@@ -89,8 +88,8 @@ func (m *Model) encode(name string, opts SaveOptions) (map[string][]byte, error)
 		PeftVersion:   PEFTVersion,
 		TokenIndices:  append([]int{}, a.cfg.TokenIndices...),
 	}
-	if am, ok := hfClasses[reflect.TypeOf(m.base)]; ok {
-		cfg.AutoMapping = &am
+	if m.layout.HFClass != "" { // registry knows the transformers class
+		cfg.AutoMapping = &autoMapping{BaseModelClass: m.layout.HFClass, ParentLibrary: m.layout.HFModule}
 	}
 	if opts.BaseModelNameOrPath != "" {
 		cfg.BaseModelNameOrPath = &opts.BaseModelNameOrPath
