@@ -139,9 +139,6 @@ func bertHidden(m *bert.Model, inputs []bertInput, positions [][]int) mat.Tensor
 }
 
 func fusedBERTHidden(m *bert.Model, inputs []bertInput, positions [][]int) mat.Tensor {
-	if !fusedEnabled {
-		return nil
-	}
 	switch m.Embeddings.Tokens.Weights[0].Value().(type) {
 	case *mat.Dense[float32]:
 		if f, ok := fusedBERTOf[float32](training, m, nil); ok {
@@ -484,7 +481,7 @@ func bartLastStates(s seq2Seq, sources [][]int) mat.Tensor {
 		off += len(src)
 		last[i] = off - 1
 	}
-	if h := fusedSeq2Seq(s, sources, decIns); h != nil {
+	if h := fusedSeq2Seq(ForwardAuto, s, sources, decIns); h != nil {
 		return pickColumns(h, last)
 	}
 	g := newGraph()

@@ -100,3 +100,40 @@ func matchesAny(names []string, target string) bool {
 	}
 	return false
 }
+
+// MatchedOutputs returns the output heads the targets name (by a name of
+// the head, or the regular expression matching one), and for each whether
+// that is the only way its table is selected (no target names the table
+// itself). Match maps such a head to its table; the caller decides whether
+// the head really is a copy of it (package tying) and which file keys to
+// write.
+func (l *Layout) MatchedOutputs(t Targets) (outs []*Output, only []bool) {
+	var re *regexp.Regexp
+	if t.Regex != "" {
+		var err error
+		if re, err = regexp.Compile("^(?:" + t.Regex + ")$"); err != nil {
+			return nil, nil
+		}
+	}
+	matches := func(names []string) bool {
+		for _, n := range names {
+			if re != nil && re.MatchString(n) {
+				return true
+			}
+		}
+		for _, name := range t.Names {
+			if matchesAny(names, name) {
+				return true
+			}
+		}
+		return false
+	}
+	for _, o := range l.Outputs {
+		if !matches(o.Names) {
+			continue
+		}
+		outs = append(outs, o)
+		only = append(only, o.Of == nil || !matches(o.Of.Names))
+	}
+	return outs, only
+}

@@ -3,6 +3,7 @@ package trainabletokens
 import (
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"sort"
 	"strings"
@@ -219,7 +220,33 @@ func checkTargets(l *registry.Layout, cfg Config) ([]*registry.Table, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
+	if err := checkHeads(l, cfg); err != nil {
+		return nil, err
+	}
 	return tables, checkTables(tables, cfg)
+}
+
+// checkHeads refuses targets naming an output head that is not a copy of
+// its table (an untied cls.predictions.decoder or lm_head): PEFT would
+// train that Linear's own rows, and this package trains tables only, so
+// training the input table in its place would silently be something else.
+// Whether a head is a copy is tying's rule.
+func checkHeads(l *registry.Layout, cfg Config) error {
+	outs, _ := l.MatchedOutputs(cfg.targets())
+	for _, o := range outs {
+		if o.Of == nil {
+			continue // Match refused it already
+		}
+		tied, err := tying.IsCopy(o.Of.Embedding, o.Linear)
+		if err != nil {
+			return fmt.Errorf("%w: target module %s: %w", ErrInvalidConfig, o.HFPath, err)
+		}
+		if !tied {
+			return fmt.Errorf("%w: target module %s is an output head whose weights are not a copy of %s (the model is untied): PEFT would train that head's own rows, which gopeft does not do; target the embedding table %s instead, or nothing",
+				ErrInvalidConfig, o.HFPath, o.Of.HFPath, o.Of.HFPath)
+		}
+	}
+	return nil
 }
 
 // checkTables checks the indices against each matched table's size, and
@@ -348,6 +375,9 @@ func (m *Model) apply() error {
 				if err := t.group.WriteRow(id, v); err != nil {
 					return err
 				}
+				if err := m.keepSkippedCopies(t.group, id, v); err != nil {
+					return err
+				}
 			}
 		}
 	}
@@ -356,6 +386,9 @@ func (m *Model) apply() error {
 			for k, id := range t.ids {
 				t.group.Table.Embedding.Weights[id] = t.rows[k]
 				if err := t.group.WriteRow(id, t.rows[k].Value().(mat.Matrix)); err != nil {
+					return err
+				}
+				if err := m.keepSkippedCopies(t.group, id, t.rows[k].Value().(mat.Matrix)); err != nil {
 					return err
 				}
 			}
@@ -655,4 +688,41 @@ func (m *Model) TraverseParams(fn func(param *nn.Param)) {
 	for _, p := range m.TrainableParams() {
 		fn(p)
 	}
+}
+
+// keepSkippedCopies undoes, for row id of g, the write of v into tied copies
+// whose row id Detect skipped (zero in the table, not in the copy: cybertron's
+// BERT converter leaves the last vocabulary row of the table zero) while v
+// is still the table's own pristine row: an untrained adapter on such an id
+// must not overwrite the copy's real row with zeros. Once trained, the row
+// goes into every copy.
+func (m *Model) keepSkippedCopies(g *tying.Group, id int, v mat.Matrix) error {
+	pr := m.pristine[g.Table.Embedding][id]
+	if pr == nil || !sameBits(v, pr.value) {
+		return nil
+	}
+	for i, c := range g.Copies {
+		for _, s := range c.SkippedRows {
+			if s == id {
+				if err := rows.Copy(c.Output.Linear.W.Value().(mat.Matrix), id, pr.copies[i], 0, g.Table.Embedding.Dim); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// sameBits reports whether two matrices hold the same bits.
+func sameBits(a, b mat.Matrix) bool {
+	if a.Size() != b.Size() {
+		return false
+	}
+	x, y := rows.Get(a, 0, a.Size()), rows.Get(b, 0, b.Size())
+	for i := range x {
+		if math.Float64bits(x[i]) != math.Float64bits(y[i]) {
+			return false
+		}
+	}
+	return true
 }

@@ -82,6 +82,9 @@ func plan(l *registry.Layout, src *source, o LoadOptions) (*loadPlan, error) {
 	if err := checkTables(tables, cfg); err != nil {
 		return nil, fmt.Errorf("%w: %s: %w", ErrInvalidAdapterFile, src.configPath, err)
 	}
+	if err := checkHeads(l, cfg); err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrInvalidAdapterFile, src.configPath, err)
+	}
 	h, err := safetensors.ReadHeader(src.weights, src.size, src.weightsPath)
 	if err != nil {
 		return nil, fileErr(err)

@@ -126,6 +126,12 @@ func (m *Model) encode(name string, opts SaveOptions) (map[string][]byte, error)
 	for i, t := range a.targets {
 		tab := t.group.Table
 		dim := tab.Embedding.Dim
+		for k, id := range t.ids {
+			if ok, col := rows.Finite(t.rows[k].Value().(mat.Matrix), 0, dim); !ok {
+				return nil, fmt.Errorf("%w: adapter %q, token id %d of %s has a NaN or Inf at column %d; nothing was saved (Load would refuse the file)",
+					ErrNotFinite, name, id, tab.HFPath, col)
+			}
+		}
 		data, dtype, err := encodeRows(t.rows, dim)
 		if err != nil {
 			return nil, fmt.Errorf("trainabletokens: saving %s: %w", tab.HFPath, err)
