@@ -10,9 +10,9 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// within fails the test when f does not return within a few seconds
+// returnsWithin fails the test when f does not return within a few seconds
 // (a deadlock), instead of hanging the test binary.
-func within(t *testing.T, what string, f func()) {
+func returnsWithin(t *testing.T, what string, f func()) {
 	t.Helper()
 	done := make(chan struct{})
 	go func() { defer close(done); f() }()
@@ -81,7 +81,7 @@ func TestDoNeverDeadlocks(t *testing.T) {
 		},
 	}
 	for name, change := range changes {
-		within(t, name+" inside Do", func() {
+		returnsWithin(t, name+" inside Do", func() {
 			err := tm.Do(change)
 			require.ErrorIs(t, err, ErrInsideDo, name)
 			assert.ErrorContains(t, err, name)
@@ -91,7 +91,7 @@ func TestDoNeverDeadlocks(t *testing.T) {
 
 	waiting := make(chan struct{})
 	changed := make(chan error, 1)
-	within(t, "read-only methods inside Do with a waiting writer", func() {
+	returnsWithin(t, "read-only methods inside Do with a waiting writer", func() {
 		require.NoError(t, tm.Do(func() error {
 			go func() {
 				close(waiting)
@@ -115,7 +115,7 @@ func TestDoNeverDeadlocks(t *testing.T) {
 			return nil
 		}))
 	})
-	within(t, "the waiting change", func() { require.NoError(t, <-changed) })
+	returnsWithin(t, "the waiting change", func() { require.NoError(t, <-changed) })
 	assert.Equal(t, []string{"b"}, tm.Active())
 }
 
