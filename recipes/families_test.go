@@ -12,6 +12,7 @@ import (
 	"github.com/nlpodyssey/cybertron/pkg/models/bart"
 	"github.com/nlpodyssey/cybertron/pkg/models/bert"
 	"github.com/nlpodyssey/spago/mat"
+	"github.com/nlpodyssey/spago/nn"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -19,8 +20,21 @@ import (
 	"github.com/gopeft/gopeft/internal/testmodels"
 	"github.com/gopeft/gopeft/newtokens"
 	"github.com/gopeft/gopeft/recipes"
+	"github.com/gopeft/gopeft/registry"
 	"github.com/gopeft/gopeft/trainabletokens"
+	"github.com/gopeft/gopeft/tying"
 )
+
+// layoutAndGroups is what registry and tying find in m (an adapter's base
+// model: its tables and tied copies).
+func layoutAndGroups(t *testing.T, m nn.Model) (*registry.Layout, []*tying.Group) {
+	t.Helper()
+	l, err := registry.Describe(m)
+	require.NoError(t, err)
+	gs, err := tying.Detect(l)
+	require.NoError(t, err)
+	return l, gs
+}
 
 // The new-token pipeline on every family cybertron converts beyond BERT
 // and BART: add the corpus' made-up words, train only their rows, save the
@@ -174,12 +188,12 @@ func TestSeq2SeqFamiliesNewTokens(t *testing.T) {
 
 			// registry and tying: model.shared is the input table of the
 			// encoder and the decoder; lm_head is its value copy.
-			l := tm.Layout()
+			l, gs := layoutAndGroups(t, f.m)
 			require.NotNil(t, l.Input())
 			assert.Equal(t, "model.shared", l.Input().HFPath)
 			assert.Contains(t, l.Input().Names, "model.encoder.embed_tokens")
 			assert.Contains(t, l.Input().Names, "model.decoder.embed_tokens")
-			g := tm.Groups()[0]
+			g := gs[0]
 			assert.Len(t, g.Aliases, 3, "the table and the encoder's and decoder's Shared wrappers")
 			require.Len(t, g.Copies, 1)
 			assert.Equal(t, "lm_head", g.Copies[0].Output.HFPath)
@@ -248,7 +262,8 @@ func TestELECTRANewTokens(t *testing.T) {
 	tm, err := trainabletokens.New(m, trainabletokens.Config{TokenIndices: res.IDs}, "")
 	require.NoError(t, err)
 	// tying: the generator head is a value copy of the word embeddings.
-	g := tm.Groups()[0]
+	_, gs := layoutAndGroups(t, m)
+	g := gs[0]
 	require.Len(t, g.Copies, 1)
 	assert.Equal(t, "Layers.3", g.Copies[0].Output.Path)
 	assert.Empty(t, g.Untied)
