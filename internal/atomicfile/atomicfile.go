@@ -85,15 +85,31 @@ func dirOf(path string) string {
 	return "."
 }
 
-// pending creates the temporary file for path in path's own directory.
+// pending creates the temporary file for path in path's own directory,
+// with the permission bits of an existing regular file at path, or perm
+// (before the umask) for a new one. The mode copy is done here rather than
+// with renameio's WithExistingPermissions, whose failure path leaves the
+// temporary file behind.
 func pending(path string, perm fs.FileMode) (*renameio.PendingFile, error) {
 	if perm == 0 {
 		perm = 0o644
 	}
-	return renameio.NewPendingFile(path,
-		renameio.WithTempDir(dirOf(path)),
-		renameio.WithPermissions(perm),
-		renameio.WithExistingPermissions())
+	var keep *fs.FileMode
+	if fi, err := os.Lstat(path); err == nil && fi.Mode().IsRegular() {
+		p := fi.Mode().Perm()
+		keep, perm = &p, p
+	}
+	pf, err := renameio.NewPendingFile(path, renameio.WithTempDir(dirOf(path)), renameio.WithPermissions(perm))
+	if err != nil {
+		return nil, err
+	}
+	if keep != nil {
+		if err := pf.Chmod(*keep); err != nil { // exact bits, whatever the umask
+			pf.Cleanup()
+			return nil, err
+		}
+	}
+	return pf, nil
 }
 
 // checkDest refuses a destination that exists and is not a regular file.

@@ -180,3 +180,20 @@ func listenUnix(t *testing.T, path string) net.Listener {
 	t.Cleanup(func() { l.Close(); os.RemoveAll(short) })
 	return l
 }
+
+// TestKeepsExactPermissions: an existing file keeps its exact permission
+// bits, even those the umask would clear; a new file gets Perm.
+func TestKeepsExactPermissions(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "shared")
+	require.NoError(t, os.WriteFile(p, []byte("old"), 0o600))
+	require.NoError(t, os.Chmod(p, 0o666)) // beyond a 022 umask
+	require.NoError(t, WriteFile(p, []byte("new"), 0o644))
+	fi, err := os.Stat(p)
+	require.NoError(t, err)
+	assert.Equal(t, fs.FileMode(0o666), fi.Mode().Perm())
+	require.NoError(t, WriteFile(filepath.Join(dir, "fresh"), []byte("x"), 0o600))
+	fi, err = os.Stat(filepath.Join(dir, "fresh"))
+	require.NoError(t, err)
+	assert.Equal(t, fs.FileMode(0o600), fi.Mode().Perm())
+}
