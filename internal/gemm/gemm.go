@@ -149,29 +149,34 @@ func pool[T Float]() *sync.Pool {
 
 // serial is the blocked product on one goroutine: C += op(A)·op(B).
 //
-// Operands are read in place when the micro-kernel can walk them: A
-// always (row-major or transposed: the kernel takes a step and a row
-// stride), B when it is not transposed (its rows hold the nr contiguous
-// columns a step needs). Only transposed B blocks and the ragged edge
-// panels (fewer than mr rows or nr columns, zero-padded) are packed.
+// An operand is read in place when that saves more than it costs: A when
+// it is transposed (each step reads mr contiguous values) or when few
+// column panels reuse it (n < 4·nr: the tied head's W·h, attention), B
+// when it is not transposed and few row panels reuse it (m < 4·mr).
+// Otherwise blocks are packed into contiguous panels, as in BLIS (a
+// panel read in place at a power-of-two stride would thrash the cache),
+// and the ragged edge panels (fewer than mr rows or nr columns) are always
+// packed, zero-padded. Either way every element sees the same operations.
 func serial[T Float](pa *path, transA, transB bool, m, n, k int, a []T, lda int, b []T, ldb int, c []T, ldc int) {
 	p := pool[T]()
 	buf := p.Get().(*buffers[T])
 	defer p.Put(buf)
 	mr, nr := pa.mr, pa.nr
+	aDirect := transA || (n < 4*nr && lda%1024 != 0)
+	bDirect := !transB && m < 4*mr
 	for j0 := 0; j0 < n; j0 += nc {
 		nb := min(nc, n-j0)
 		for p0 := 0; p0 < k; p0 += kc {
 			kb := min(kc, k-p0)
 			bEdge := nb / nr // index of the ragged column panel, if any
-			if transB {
-				packB(nr, true, b, ldb, p0, j0, kb, nb, buf.b)
+			if !bDirect {
+				packB(nr, transB, b, ldb, p0, j0, kb, nb, buf.b)
 			} else if nb%nr != 0 {
 				packB(nr, false, b, ldb, p0, j0+bEdge*nr, kb, nb-bEdge*nr, buf.b)
 			}
 			bPanel := func(jq int) opnd[T] {
 				switch {
-				case transB:
+				case !bDirect:
 					return opnd[T]{d: buf.b[jq*nr*kb:], sp: nr, si: 1}
 				case jq == bEdge:
 					return opnd[T]{d: buf.b, sp: nr, si: 1}
@@ -181,12 +186,16 @@ func serial[T Float](pa *path, transA, transB bool, m, n, k int, a []T, lda int,
 			for i0 := 0; i0 < m; i0 += mc {
 				mb := min(mc, m-i0)
 				aEdge := mb / mr
-				if mb%mr != 0 {
+				if !aDirect {
+					packA(mr, transA, a, lda, i0, p0, mb, kb, buf.a)
+				} else if mb%mr != 0 {
 					packA(mr, transA, a, lda, i0+aEdge*mr, p0, mb-aEdge*mr, kb, buf.a)
 				}
 				aPanel := func(iq int) opnd[T] {
 					ii := i0 + iq*mr
 					switch {
+					case !aDirect:
+						return opnd[T]{d: buf.a[iq*mr*kb:], sp: mr, si: 1}
 					case iq == aEdge:
 						return opnd[T]{d: buf.a, sp: mr, si: 1}
 					case transA:
