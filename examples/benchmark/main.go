@@ -1,13 +1,15 @@
 // Command benchmark measures gopeft's Trainable Tokens: adapter overhead at
 // inference, merge/unmerge and injection cost, training step against
 // forward-only and against full fine-tuning of the table, memory, adapter
-// file size, and training throughput against a PyTorch implementation of
-// PEFT's algorithm (pytorch_reference.py, run when /usr/bin/python3 has
-// torch).
+// file size, and the comparison with the best PyTorch this machine offers
+// (torch_versus.py, run when /usr/bin/python3 has torch): same work, PEFT
+// as users run it, inference, GFLOP/s against the measured GEMM peak, at
+// BERT-S, V = 250,000 and BERT-base size.
 //
-//	go run ./examples/benchmark            # quick run, a few minutes on 2 cores
+//	go run ./examples/benchmark            # quick run, ~10 minutes on 2 cores
 //	go run ./examples/benchmark -full      # more repetitions, larger inference batches
 //	go run ./examples/benchmark -only step,torch
+//	go run ./examples/benchmark -only step -cpuprofile step.prof   # then: go tool pprof -top step.prof
 //
 // Every comparison runs its variants interleaved in one process (round r
 // starts with variant r mod n), after one warm-up run of each, and reports
@@ -32,6 +34,7 @@ type options struct {
 	python    string
 	torchReps int
 	cpuProf   string
+	sizes     map[string]bool
 }
 
 var opt options
@@ -41,6 +44,7 @@ func main() {
 	reps := flag.Int("reps", 0, "timed rounds per comparison (default 5 quick, 11 full)")
 	only := flag.String("only", "", "comma-separated sections to run: tiny,step,bart,memory,overhead,file,torch (default all)")
 	python := flag.String("python", "/usr/bin/python3", "Python with torch for the PyTorch reference (\"\" to skip)")
+	sizes := flag.String("sizes", "", "comma-separated sizes of the PyTorch comparison: BERT-S,V=250k,BERT-base (default all)")
 	cpuProf := flag.String("cpuprofile", "", "write a CPU profile of the BERT trainable-tokens steps to this file")
 	flag.Parse()
 	opt = options{full: *full, reps: *reps, python: *python, cpuProf: *cpuProf, only: map[string]bool{}}
@@ -50,19 +54,39 @@ func main() {
 			opt.reps = 11
 		}
 	}
+	opt.sizes = map[string]bool{}
+	for _, s := range strings.Split(*sizes, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			opt.sizes[s] = true
+		}
+	}
 	for _, s := range strings.Split(*only, ",") {
 		if s = strings.TrimSpace(s); s != "" {
 			opt.only[s] = true
 		}
 	}
 	start := time.Now()
-	fmt.Printf("gopeft benchmark: %s, GOMAXPROCS=%d, %s, %d rounds per comparison\n",
-		runtime.Version(), runtime.GOMAXPROCS(0), cpuName(), opt.reps)
+	fmt.Printf("gopeft benchmark: %s, GOMAXPROCS=%d, %s, %d rounds per comparison; %s UTC; load average %s\n",
+		runtime.Version(), runtime.GOMAXPROCS(0), cpuName(), opt.reps, start.UTC().Format("2006-01-02 15:04"), loadAvg())
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "benchmark:", err)
 		os.Exit(1)
 	}
-	fmt.Printf("\ntotal %s\n", time.Since(start).Round(time.Second))
+	fmt.Printf("\ntotal %s; load average at the end %s (1, 5, 15 min; %d cores)\n", time.Since(start).Round(time.Second), loadAvg(), runtime.NumCPU())
+}
+
+// loadAvg is /proc/loadavg's 1, 5 and 15 minute load averages: how busy
+// the machine was around the measurement.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
 }
 
 func want(section string) bool { return len(opt.only) == 0 || opt.only[section] }
@@ -94,7 +118,7 @@ func run() error {
 		{"memory", sectionMemory},
 		{"overhead", sectionOverhead},
 		{"file", sectionFile},
-		{"torch", sectionTorch},
+		{"torch", sectionVersus},
 	}
 	for _, st := range steps {
 		if !want(st.name) {

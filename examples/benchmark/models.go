@@ -84,12 +84,26 @@ func copyTable(out *linear.Model, e *embedding.Model) {
 	clear(mat.Data[float32](out.B.Value()))
 }
 
+// bertSize is the shape of a synthetic BERT.
+type bertSize struct{ hidden, layers, heads, intermediate int }
+
+// bertS is the small BERT; bertBase is BERT-base's shape.
+var (
+	bertS    = bertSize{hidden, layers, heads, intermediate}
+	bertBase = bertSize{768, 12, 12, 3072}
+)
+
 // newBERT builds the synthetic masked-LM BERT: vocabulary v, the last k
 // ids trainable tokens.
 func newBERT(v, k int, seed uint64) *bert.ModelForMaskedLM {
+	return newBERTSized(bertS, v, k, seed)
+}
+
+// newBERTSized is newBERT at another size.
+func newBERTSized(sz bertSize, v, k int, seed uint64) *bert.ModelForMaskedLM {
 	cfg := bert.Config{
-		HiddenSize: hidden, EmbeddingsSize: hidden, IntermediateSize: intermediate,
-		NumAttentionHeads: heads, NumHiddenLayers: layers, MaxPositionEmbeddings: 512,
+		HiddenSize: sz.hidden, EmbeddingsSize: sz.hidden, IntermediateSize: sz.intermediate,
+		NumAttentionHeads: sz.heads, NumHiddenLayers: sz.layers, MaxPositionEmbeddings: 512,
 		TypeVocabSize: 2, VocabSize: v, HiddenAct: "gelu",
 	}
 	m := bert.New[float32](cfg)

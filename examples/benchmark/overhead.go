@@ -3,11 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"encoding/json"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"time"
@@ -161,96 +157,6 @@ func sectionOverhead(s *summary) error {
 
 func us(d time.Duration) string { return fmt.Sprintf("%.1f µs", float64(d.Nanoseconds())/1000) }
 
-type torchFigure struct {
-	ok                bool
-	why               string
-	torchTPS, oursTPS float64
-	torchStep, ours   time.Duration
-	torchFwd          time.Duration
-	info              map[string]any
-}
-
-// sectionTorch runs pytorch_reference.py (same configuration and batch
-// shape) and our trainable-tokens step in alternation: 3 rounds of a
-// PyTorch process (its own warm-up, then steps) and our steps.
-func sectionTorch(s *summary) error {
-	f := &torchFigure{}
-	s.torch = f
-	script, err := findScript()
-	if err != nil {
-		f.why = err.Error()
-		fmt.Printf("\nPyTorch reference skipped: %s\n", f.why)
-		return nil
-	}
-	if opt.python == "" {
-		f.why = "-python is empty"
-		fmt.Printf("\nPyTorch reference skipped: %s\n", f.why)
-		return nil
-	}
-	if out, err := exec.Command(opt.python, "-c", "import torch").CombinedOutput(); err != nil {
-		why := lastLine(out)
-		if why == "" {
-			why = err.Error()
-		}
-		f.why = fmt.Sprintf("%s cannot import torch (%s); on Debian: apt-get install python3-torch libopenblas0-openmp", opt.python, why)
-		fmt.Printf("\nPyTorch reference skipped: %s\n", f.why)
-		return nil
-	}
-	w, tm, err := newSyntheticBERT(mainVocab, 10)
-	if err != nil {
-		return err
-	}
-	tt, err := newTTTrainer(w, tm)
-	if err != nil {
-		return err
-	}
-	if err := tt.step(); err != nil { // warm-up
-		return err
-	}
-	steps := 3
-	if opt.full {
-		steps = 5
-	}
-	var torchSteps, torchFwds, ours []time.Duration
-	for range 3 {
-		cmd := exec.Command(opt.python, script, "--vocab", fmt.Sprint(mainVocab), "--hidden", fmt.Sprint(hidden),
-			"--layers", fmt.Sprint(layers), "--heads", fmt.Sprint(heads), "--intermediate", fmt.Sprint(intermediate),
-			"--seq", fmt.Sprint(seqLen), "--batch", fmt.Sprint(batchSize), "--masks", fmt.Sprint(masksPerSeq),
-			"--k", "10", "--threads", fmt.Sprint(runtime.GOMAXPROCS(0)), "--steps", fmt.Sprint(steps))
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		out, err := cmd.Output()
-		if err != nil {
-			f.why = fmt.Sprintf("pytorch_reference.py failed: %v: %s", err, lastLine(stderr.Bytes()))
-			fmt.Printf("\nPyTorch reference failed: %s\n", f.why)
-			return nil
-		}
-		var info map[string]any
-		if err := json.Unmarshal([]byte(lastLine(out)), &info); err != nil {
-			return fmt.Errorf("pytorch_reference.py output %q: %w", lastLine(out), err)
-		}
-		f.info = info
-		torchSteps = append(torchSteps, time.Duration(info["step_ms"].(float64)*float64(time.Millisecond)))
-		torchFwds = append(torchFwds, time.Duration(info["forward_ms"].(float64)*float64(time.Millisecond)))
-		for range steps {
-			t0 := time.Now()
-			if err := tt.step(); err != nil {
-				return err
-			}
-			ours = append(ours, time.Since(t0))
-		}
-	}
-	f.ok = true
-	f.torchStep, f.torchFwd, f.ours = medianDur(torchSteps), medianDur(torchFwds), medianDur(ours)
-	f.torchTPS = float64(batchSize*seqLen) / f.torchStep.Seconds()
-	f.oursTPS = float64(w.tokens) / f.ours.Seconds()
-	fmt.Printf("\nAgainst PyTorch %v (%v threads, OPENBLAS_CORETYPE=%v), PEFT's algorithm by hand, same BERT and batch shape:\n",
-		f.info["torch"], f.info["threads"], f.info["openblas_coretype"])
-	fmt.Printf("  PyTorch step %s (forward %s) = %.0f tokens/s; gopeft step %s = %.0f tokens/s; gopeft ÷ PyTorch %.2f\n",
-		ms(f.torchStep), ms(f.torchFwd), f.torchTPS, ms(f.ours), f.oursTPS, f.oursTPS/f.torchTPS)
-	return nil
-}
-
 func lastLine(b []byte) string {
 	var last string
 	sc := bufio.NewScanner(bytes.NewReader(b))
@@ -261,15 +167,4 @@ func lastLine(b []byte) string {
 		}
 	}
 	return last
-}
-
-// findScript locates pytorch_reference.py next to this command's sources
-// (go run from the module root or from this directory).
-func findScript() (string, error) {
-	for _, p := range []string{"examples/benchmark/pytorch_reference.py", "pytorch_reference.py"} {
-		if _, err := os.Stat(p); err == nil {
-			return filepath.Abs(p)
-		}
-	}
-	return "", fmt.Errorf("pytorch_reference.py not found (run from the module root)")
 }
