@@ -272,10 +272,151 @@ def bart_run(cfg, P, table, examples):
     return logits, torch.stack(terms).sum() / n
 
 
+# ---------------------------------------------------------------------------
+# ELECTRA (ElectraForMaskedLM, the generator)
+# ---------------------------------------------------------------------------
+
+def electra_mlm_logits(P, cfg, table, ids):
+    """ElectraForMaskedLM logits (L×V): BERT's encoder under electra.*, then
+    generator_predictions (dense, activation, LayerNorm) and
+    generator_lm_head tied to the word embeddings, with its own bias."""
+    eps = cfg.get("layer_norm_eps", 1e-12)
+    act = act_fn(cfg.get("hidden_act", "gelu"))
+    heads = cfg["num_attention_heads"]
+    L = len(ids)
+    x = table[torch.tensor(ids)] + P["electra.embeddings.position_embeddings.weight"][:L] \
+        + P["electra.embeddings.token_type_embeddings.weight"][0]
+    x = layer_norm(P, "electra.embeddings.LayerNorm", x, eps)
+    assert "electra.embeddings_project.weight" not in P  # embedding_size == hidden_size
+    for i in range(cfg["num_hidden_layers"]):
+        p = "electra.encoder.layer.%d" % i
+        q = linear(P, p + ".attention.self.query", x)
+        k = linear(P, p + ".attention.self.key", x)
+        v = linear(P, p + ".attention.self.value", x)
+        a = linear(P, p + ".attention.output.dense", attention(q, k, v, heads, False))
+        x = layer_norm(P, p + ".attention.output.LayerNorm", a + x, eps)
+        h = act(linear(P, p + ".intermediate.dense", x))
+        x = layer_norm(P, p + ".output.LayerNorm", linear(P, p + ".output.dense", h) + x, eps)
+    h = act_fn("gelu")(linear(P, "generator_predictions.dense", x))  # ElectraGeneratorPredictions: get_activation("gelu")
+    h = layer_norm(P, "generator_predictions.LayerNorm", h, eps)
+    return h @ table.t() + P["generator_lm_head.bias"]
+
+
+def electra_batch(cfg):
+    examples, trained = bert_batch(cfg)  # the same vocabulary and sentences
+    return examples, trained
+
+
+def electra_run(cfg, P, table, examples):
+    logits, loss_terms = [], []
+    for ex in examples:
+        out = electra_mlm_logits(P, cfg, table, ex["ids"])
+        logits.append(out[ex["positions"]])
+        for p, t in ex["targets"].items():
+            loss_terms.append(torch.nn.functional.cross_entropy(out[int(p)][None], torch.tensor([t]), reduction="sum"))
+    return logits, torch.stack(loss_terms).sum() / len(loss_terms)
+
+
+# ---------------------------------------------------------------------------
+# Marian (MarianMTModel) and Pegasus (PegasusForConditionalGeneration)
+# ---------------------------------------------------------------------------
+
+def sinusoidal(n, d):
+    """MarianSinusoidalPositionalEmbedding / PegasusSinusoidalPositionalEmbedding
+    (float64 here): sin of the even frequencies in the first half, cos in the second."""
+    pos = torch.arange(n, dtype=torch.float64)[:, None]
+    j = torch.arange(d, dtype=torch.float64)[None, :]
+    enc = pos / torch.pow(10000.0, 2 * torch.div(j, 2, rounding_mode="floor") / d)
+    half = d // 2 if d % 2 == 0 else d // 2 + 1
+    out = torch.zeros(n, d, dtype=torch.float64)
+    out[:, :half] = torch.sin(enc[:, 0::2])
+    out[:, half:] = torch.cos(enc[:, 1::2])
+    return out
+
+
+def s2s_stack_input(cfg, table, ids):
+    """Scaled token embeddings plus static positions (no offset, no
+    layernorm_embedding): Marian's and Pegasus' embedding."""
+    scale = math.sqrt(cfg["d_model"]) if cfg.get("scale_embedding", False) else 1.0
+    return table[torch.tensor(ids)] * scale + sinusoidal(cfg["max_position_embeddings"], cfg["d_model"])[:len(ids)]
+
+
+def s2s_logits(P, cfg, table, src, dec_in):
+    """MarianMTModel (post-norm) or PegasusForConditionalGeneration
+    (pre-norm with final layer norms), per the family's modeling file."""
+    act = act_fn(cfg.get("activation_function", "gelu"))
+    eps = 1e-5
+    pre = cfg["model_type"] == "pegasus"
+
+    def block(p, norm, x, f):
+        if pre:
+            return x + f(layer_norm(P, p + norm, x, eps))
+        return layer_norm(P, p + norm, x + f(x), eps)
+
+    x = s2s_stack_input(cfg, table, src)
+    for i in range(cfg["encoder_layers"]):
+        p = "model.encoder.layers.%d" % i
+        x = block(p, ".self_attn_layer_norm", x, lambda h: bart_attn(P, p + ".self_attn", h, h, cfg["encoder_attention_heads"], False))
+        x = block(p, ".final_layer_norm", x, lambda h: linear(P, p + ".fc2", act(linear(P, p + ".fc1", h))))
+    if pre:
+        x = layer_norm(P, "model.encoder.layer_norm", x, eps)
+    enc = x
+    heads = cfg["decoder_attention_heads"]
+    y = s2s_stack_input(cfg, table, dec_in)
+    for i in range(cfg["decoder_layers"]):
+        p = "model.decoder.layers.%d" % i
+        y = block(p, ".self_attn_layer_norm", y, lambda h: bart_attn(P, p + ".self_attn", h, h, heads, True))
+        y = block(p, ".encoder_attn_layer_norm", y, lambda h: bart_attn(P, p + ".encoder_attn", h, enc, heads, False))
+        y = block(p, ".final_layer_norm", y, lambda h: linear(P, p + ".fc2", act(linear(P, p + ".fc1", h))))
+    if pre:
+        y = layer_norm(P, "model.decoder.layer_norm", y, eps)
+    return y @ table.t() + P["final_logits_bias"][0]
+
+
+def s2s_batch_for(name):
+    def batch(cfg):
+        with open(os.path.join(HERE, name, "vocab.json")) as f:
+            vocab = json.load(f)
+        eos = cfg["eos_token_id"]
+        pairs = [
+            ("copy : the red cat near the trees", "the red cat near the trees"),
+            ("which animal eats fruit ?", "the cat eats fruit ."),
+        ]
+        examples = []
+        for a, b in pairs:
+            src = bart_encode_text(vocab, a) + [eos]  # no <s> in these families
+            tgt = bart_encode_text(vocab, b) + [eos]
+            dec_in = [cfg["decoder_start_token_id"]] + tgt[:-1]
+            examples.append({"source": src, "target": tgt, "decoder_input": dec_in,
+                             "positions": [0, 1, len(dec_in) // 2, len(dec_in) - 1]})
+        cat = bart_encode_text(vocab, " cat")
+        animal = bart_encode_text(vocab, " animal")
+        fish = bart_encode_text(vocab, " fish")
+        assert len(cat) == 1 and len(animal) == 1 and len(fish) == 1, (cat, animal, fish)
+        # as for BART: both sides, source only, no example, and </s>
+        trained = sorted(set(cat + animal + fish + [eos]))
+        return examples, trained
+    return batch
+
+
+def s2s_run(cfg, P, table, examples):
+    logits, terms = [], []
+    for ex in examples:
+        out = s2s_logits(P, cfg, table, ex["source"], ex["decoder_input"])
+        logits.append(out[ex["positions"]])
+        terms.append(torch.nn.functional.cross_entropy(out, torch.tensor(ex["target"]), reduction="sum"))
+    n = sum(len(ex["target"]) for ex in examples)
+    return logits, torch.stack(terms).sum() / n
+
+
+
 FAMILIES = {
     # model_type: (directory, table key, batch builder, runner)
     "bert": ("bert-tiny", "bert.embeddings.word_embeddings.weight", bert_batch, bert_run),
     "bart": ("bart-tiny", "model.shared.weight", bart_batch, bart_run),
+    "electra": ("electra-tiny", "electra.embeddings.word_embeddings.weight", electra_batch, electra_run),
+    "marian": ("marian-tiny", "model.shared.weight", s2s_batch_for("marian-tiny"), s2s_run),
+    "pegasus": ("pegasus-tiny", "model.shared.weight", s2s_batch_for("pegasus-tiny"), s2s_run),
 }
 
 

@@ -266,7 +266,9 @@ func BART(t testing.TB) *bart.ModelForConditionalGeneration {
 // Bert.Config.ModelType is "electra". It has BERT's last-row quirk.
 func ELECTRA(t testing.TB) *bert.ModelForMaskedLM {
 	t.Helper()
-	return loadFresh[*bert.ModelForMaskedLM](t, ELECTRAName)
+	m := loadFresh[*bert.ModelForMaskedLM](t, ELECTRAName)
+	require.NoError(t, models.HFFunction(m))
+	return m
 }
 
 // Marian returns an independent copy of the converted tiny Marian
@@ -274,18 +276,14 @@ func ELECTRA(t testing.TB) *bert.ModelForMaskedLM {
 // with the shared embeddings re-wired.
 func Marian(t testing.TB) *bart.ModelForConditionalGeneration {
 	t.Helper()
-	m := loadFresh[*bart.ModelForConditionalGeneration](t, MarianName)
-	RewireBARTShared(m)
-	return m
+	return Seq2Seq(t, MarianName)
 }
 
 // Pegasus returns an independent copy of the converted tiny Pegasus
 // (testdata/pegasus-tiny), as Marian does.
 func Pegasus(t testing.TB) *bart.ModelForConditionalGeneration {
 	t.Helper()
-	m := loadFresh[*bart.ModelForConditionalGeneration](t, PegasusName)
-	RewireBARTShared(m)
-	return m
+	return Seq2Seq(t, PegasusName)
 }
 
 // Seq2Seq returns the converted tiny encoder-decoder model of the given name
@@ -294,6 +292,7 @@ func Seq2Seq(t testing.TB, name string) *bart.ModelForConditionalGeneration {
 	t.Helper()
 	m := loadFresh[*bart.ModelForConditionalGeneration](t, name)
 	RewireBARTShared(m)
+	require.NoError(t, models.HFFunction(m))
 	return m
 }
 
