@@ -53,12 +53,12 @@ type MaskedInput struct {
 // model's linear Layers[3] and the overridden output rows are applied as
 // tying.Logits applies them.
 //
-// Every weight except the embedding rows must be frozen (the fused forward's
-// condition), the output layer must be a *linear.Model, and m must not be
-// changed while the call runs. Errors wrap ErrInvalidInput and name the bad
+// It is inference: weights that require gradients are read as they are
+// (none is computed), the output layer must be a *linear.Model, and m must
+// not be changed while the call runs. Errors wrap ErrInvalidInput and name the bad
 // sample, id or row; nothing is computed before everything is validated.
 func MixedMaskedLMLogits(m *bert.ModelForMaskedLM, batch []MaskedInput, rows []SampleRows) ([]mat.Matrix, error) {
-	if err := checkMaskedLM(training, m); err != nil {
+	if err := checkMaskedLM(inference, m); err != nil {
 		return nil, err
 	}
 	if len(batch) == 0 {
@@ -96,9 +96,9 @@ func MixedMaskedLMLogits(m *bert.ModelForMaskedLM, batch []MaskedInput, rows []S
 }
 
 func mixedMaskedLM[T float](m *bert.ModelForMaskedLM, head []nn.StandardModel, out *linear.Model, tables []*embedding.Model, inputs []bertInput, positions [][]int, rows []SampleRows) ([]mat.Matrix, error) {
-	f, ok := fusedBERTOf[T](training, m.Bert, head)
+	f, ok := fusedBERTOf[T](inference, m.Bert, head)
 	if !ok {
-		return nil, invalidf("the model is not eligible for the fused forward (a linear or layer-norm weight requires gradients, or a module or dtype it does not know)")
+		return nil, invalidf("the model is not eligible for the fused forward (a module or dtype it does not know)")
 	}
 	over, outRows, err := sampleOverrides[T](rows, len(inputs), tables, out)
 	if err != nil {
@@ -186,7 +186,7 @@ func (f *fBERT[T]) inferMaskedLM(inputs []bertInput, positions [][]int, over []m
 // Conditions and errors as for MixedMaskedLMLogits; the output is
 // m.Projection.
 func MixedConditionalGenerationLogits(m *bart.ModelForConditionalGeneration, sources, decoderInputs [][]int, rows []SampleRows) ([]mat.Matrix, error) {
-	s, err := seq2SeqOf(training, m)
+	s, err := seq2SeqOf(inference, m)
 	if err != nil {
 		return nil, err
 	}
@@ -218,9 +218,9 @@ func MixedConditionalGenerationLogits(m *bart.ModelForConditionalGeneration, sou
 }
 
 func mixedSeq2Seq[T float](s seq2Seq, out *linear.Model, tables []*embedding.Model, sources, decs [][]int, rows []SampleRows) ([]mat.Matrix, error) {
-	f, ok := fusedBARTOf[T](training, s)
+	f, ok := fusedBARTOf[T](inference, s)
 	if !ok {
-		return nil, invalidf("the model is not eligible for the fused forward (a linear or layer-norm weight requires gradients, or a module or dtype it does not know)")
+		return nil, invalidf("the model is not eligible for the fused forward (a module or dtype it does not know)")
 	}
 	if out == nil {
 		return nil, invalidf("the model has no Projection")
