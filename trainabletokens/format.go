@@ -106,6 +106,13 @@ type SaveOptions struct {
 	// layers share the embedding's parameter) but warns "Found missing
 	// adapter keys". Load reads both forms.
 	CompactTied bool
+	// SaveEmbeddingLayers also writes every wrapped module's whole base
+	// layer, as PEFT's save_embedding_layers does (its default after a
+	// vocabulary resize): base_model.model.<module>.base_layer.weight (the
+	// table without any adapter's rows: [V, dim]) and, for BERT's MLM
+	// decoder, .base_layer.bias ([V]). The file then carries the resized
+	// vocabulary itself; it grows by V·dim values per module.
+	SaveEmbeddingLayers bool
 }
 
 // LoadOptions tunes Load and LoadAdapter.

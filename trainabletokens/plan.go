@@ -74,7 +74,7 @@ func plan(l *registry.Layout, src *source, o LoadOptions) (*loadPlan, error) {
 	for _, t := range tables {
 		for i, id := range cfg.TokenIndices {
 			if n := len(t.Embedding.Weights); id >= n {
-				return nil, fmt.Errorf("%w: %s: token_indices[%d] = %d is outside the vocabulary of %s: allowed [0, %d)",
+				return nil, fmt.Errorf("%w: %s: token_indices[%d] = %d is outside the vocabulary of %s: allowed [0, %d) (a new token? grow the model first with newtokens.AddTokens, as PEFT's AutoPeftModel resizes the base to the tokenizer saved next to the adapter)",
 					ErrInvalidAdapterFile, src.configPath, i, id, t.HFPath, n)
 			}
 		}
@@ -101,10 +101,15 @@ func plan(l *registry.Layout, src *source, o LoadOptions) (*loadPlan, error) {
 	}
 	byTable := map[*registry.Table][]*safetensors.TensorInfo{}
 	primary := map[*registry.Table]*safetensors.TensorInfo{}
+	var baseLayers []*safetensors.TensorInfo
 	for _, t := range h.Tensors {
+		if _, _, ok := baseLayerOf(t.Name); ok {
+			baseLayers = append(baseLayers, t) // checked below
+			continue
+		}
 		mod, ok := moduleOf(t.Name)
 		if !ok {
-			return nil, fe("tensor %q is not a Trainable Tokens tensor; expected keys %s<module>%s", t.Name, tensorPrefix, tensorSuffix)
+			return nil, fe("tensor %q is not a Trainable Tokens tensor; expected keys %s<module>%s (or PEFT's whole layers %s<module>%s / %s)", t.Name, tensorPrefix, tensorSuffix, tensorPrefix, baseWeightSuffix, baseBiasSuffix)
 		}
 		tab, isTable := resolveModule(l, mod)
 		if tab == nil {
@@ -118,6 +123,13 @@ func plan(l *registry.Layout, src *source, o LoadOptions) (*loadPlan, error) {
 		byTable[tab] = append(byTable[tab], t)
 		if isTable && (primary[tab] == nil || mod == tab.HFPath) {
 			primary[tab] = t
+		}
+	}
+
+	for _, t := range baseLayers {
+		mod, part, _ := baseLayerOf(t.Name)
+		if err := checkBaseLayer(l, h, src.weights, t, mod, part, selected, cfg.TokenIndices, fe); err != nil {
+			return nil, err
 		}
 	}
 

@@ -143,6 +143,13 @@ func (m *Model) encode(name string, opts SaveOptions) (map[string][]byte, error)
 		for _, mod := range modules {
 			tensors = append(tensors, safetensors.Tensor{Name: tensorKey(mod), DType: dtype, Shape: []int{len(t.ids), dim}, Data: data})
 		}
+		if opts.SaveEmbeddingLayers {
+			layers, err := m.baseLayers(t, modules)
+			if err != nil {
+				return nil, fmt.Errorf("trainabletokens: saving %s: %w", tab.HFPath, err)
+			}
+			tensors = append(tensors, layers...)
+		}
 		meta[metaVocabPrefix+tab.HFPath] = strconv.Itoa(len(tab.Embedding.Weights))
 		meta[metaDimPrefix+tab.HFPath] = strconv.Itoa(dim)
 	}

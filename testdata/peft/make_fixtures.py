@@ -23,6 +23,9 @@ is tested against PEFT's layout rather than against gopeft's own writer:
   bert-tiny-list/  BertForMaskedLM, target_modules=["word_embeddings"] (list
                    form), init_weights=false, loaded with
                    tie_word_embeddings=False: one tensor only.
+  bert-tiny-resized/  PEFT's default output after a vocabulary resize (see
+                   write_resized_bert): deltas plus the whole embedding
+                   layers, ...base_layer.weight/.bias (needs torch).
   bart-tiny/       BartForConditionalGeneration, target_modules=None ->
                    "model.shared". BART's tied modules
                    (model.encoder.embed_tokens, model.decoder.embed_tokens -
@@ -160,6 +163,52 @@ def write_all():
         ["model.shared", "model.encoder.embed_tokens", "model.decoder.embed_tokens", "lm_head"],
         32,
     )
+
+
+def write_resized_bert():
+    """bert-tiny-resized/: what PEFT's save_pretrained writes by default
+    (save_embedding_layers="auto") for BertForMaskedLM after
+    model.resize_token_embeddings(1042) and a Trainable Tokens adapter on the
+    four new ids plus one old id: the two trainable_tokens_delta tensors (the
+    embedding and the tied decoder), then the whole layers
+    bert.embeddings.word_embeddings.base_layer.weight [1042, 32],
+    cls.predictions.decoder.base_layer.weight [1042, 32] (the same tied
+    table) and cls.predictions.decoder.base_layer.bias [1042] (the old bias,
+    then transformers' zero padding for the new ids). The base rows are
+    testdata/bert-tiny's; the new ids' base rows, which transformers draws at
+    random, are a closed formula (base_row below); the adapter rows are row()."""
+    import torch
+
+    sd = torch.load(os.path.join(HERE, "..", "bert-tiny", "pytorch_model.bin"), map_location="cpu")
+    table = sd["bert.embeddings.word_embeddings.weight"].to(torch.float32)
+    bias = sd["cls.predictions.bias"].to(torch.float32)
+    v, dim = table.shape
+    new = 4
+    extra = torch.tensor([base_row(v + i, dim) for i in range(new)], dtype=torch.float32)
+    grown = torch.cat([table, extra]).contiguous()
+    grown_bias = torch.cat([bias, torch.zeros(new)]).contiguous()
+    ids = [v + i for i in range(new)] + [5]
+    bert = ("BertForMaskedLM", "transformers.models.bert.modeling_bert", "gopeft/bert-tiny")
+    cfg = peft_config(ids, "bert.embeddings.word_embeddings", True, *bert)
+    out = os.path.join(HERE, "bert-tiny-resized")
+    os.makedirs(out, exist_ok=True)
+    delta = b"".join(struct.pack("<%df" % dim, *row(i, dim)) for i in ids)
+    layer = grown.numpy().astype("<f4").tobytes()
+    tensors = [("base_model.model.%s.trainable_tokens_delta" % m, "F32", (len(ids), dim), delta)
+               for m in ("bert.embeddings.word_embeddings", "cls.predictions.decoder")]
+    tensors += [("base_model.model.%s.base_layer.weight" % m, "F32", (v + new, dim), layer)
+                for m in ("bert.embeddings.word_embeddings", "cls.predictions.decoder")]
+    tensors.append(("base_model.model.cls.predictions.decoder.base_layer.bias", "F32", (v + new,),
+                    grown_bias.numpy().astype("<f4").tobytes()))
+    with open(os.path.join(out, "adapter_config.json"), "w") as f:
+        f.write(json.dumps(cfg, indent=2, sort_keys=True))
+    with open(os.path.join(out, "adapter_model.safetensors"), "wb") as f:
+        f.write(safetensors_bytes(tensors, {"format": "pt"}))
+
+
+def base_row(token_id, dim):
+    vals = [((token_id * 5 + j * 11) % 37 - 18) / 3.0 * 0.01 for j in range(dim)]
+    return list(struct.unpack("<%df" % dim, struct.pack("<%df" % dim, *vals)))
 
 
 def fail(msg):
@@ -412,6 +461,7 @@ def main(argv):
     usage = "usage: make_fixtures.py [--check DIR [--model HF_MODEL_DIR [--untied]]]..."
     if not argv:
         write_all()
+        write_resized_bert()
         return
     jobs = []
     i = 0
