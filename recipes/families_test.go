@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 	"testing"
 
 	"github.com/nlpodyssey/cybertron/pkg/models/bart"
@@ -39,6 +38,16 @@ func layoutAndGroups(t *testing.T, m nn.Model) (*registry.Layout, []*tying.Group
 // The new-token pipeline on every family cybertron converts beyond BERT
 // and BART: add the corpus' made-up words, train only their rows, save the
 // adapter, load it on a fresh model, merge — with the family's tied tables.
+
+// adapterConfig reads dir/adapter_config.json.
+func adapterConfig(t *testing.T, dir string) map[string]any {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(dir, trainabletokens.ConfigFile))
+	require.NoError(t, err)
+	var cfg map[string]any
+	require.NoError(t, json.Unmarshal(raw, &cfg))
+	return cfg
+}
 
 // safetensorsKeys returns the tensor names of a safetensors file.
 func safetensorsKeys(t *testing.T, file string) []string {
@@ -221,11 +230,11 @@ func TestSeq2SeqFamiliesNewTokens(t *testing.T) {
 				"base_model.model.model.encoder.embed_tokens.trainable_tokens_delta",
 				"base_model.model.model.shared.trainable_tokens_delta",
 			}, safetensorsKeys(t, filepath.Join(dir, trainabletokens.WeightsFile)))
-			raw, err := os.ReadFile(filepath.Join(dir, trainabletokens.ConfigFile))
-			require.NoError(t, err)
-			var cfg map[string]any
-			require.NoError(t, json.Unmarshal(raw, &cfg))
+			cfg := adapterConfig(t, dir)
 			assert.Equal(t, "TRAINABLE_TOKENS", cfg["peft_type"])
+			class := map[string]string{testmodels.MarianName: "MarianMTModel", testmodels.PegasusName: "PegasusForConditionalGeneration"}[name]
+			module := map[string]string{testmodels.MarianName: "marian.modeling_marian", testmodels.PegasusName: "pegasus.modeling_pegasus"}[name]
+			assert.Equal(t, map[string]any{"base_model_class": class, "parent_library": "transformers.models." + module}, cfg["auto_mapping"])
 
 			// Load on a fresh model (the same words added) gives the same
 			// logits bit for bit; merging into a plain model too.
@@ -282,13 +291,14 @@ func TestELECTRANewTokens(t *testing.T) {
 	// save → load on a fresh model → merge: the same held-out evaluation.
 	dir := filepath.Join(t.TempDir(), "adapter")
 	require.NoError(t, tm.Save(dir, "", trainabletokens.SaveOptions{}))
-	// The table and its tied head. (Their module paths are still BERT's,
-	// "bert.embeddings.word_embeddings" and "cls.predictions.decoder", not
-	// ELECTRA's "electra.embeddings.word_embeddings" and
-	// "generator_lm_head": the registry names modules by Go type.)
-	keys := safetensorsKeys(t, filepath.Join(dir, trainabletokens.WeightsFile))
-	require.Len(t, keys, 2)
-	assert.True(t, strings.HasSuffix(keys[0], "embeddings.word_embeddings.trainable_tokens_delta"), keys[0])
+	// PEFT's keys for ElectraForMaskedLM: the table and its tied generator
+	// head, under ELECTRA's module paths; auto_mapping names the class.
+	assert.Equal(t, []string{
+		"base_model.model.electra.embeddings.word_embeddings.trainable_tokens_delta",
+		"base_model.model.generator_lm_head.trainable_tokens_delta",
+	}, safetensorsKeys(t, filepath.Join(dir, trainabletokens.WeightsFile)))
+	assert.Equal(t, map[string]any{"base_model_class": "ElectraForMaskedLM", "parent_library": "transformers.models.electra.modeling_electra"},
+		adapterConfig(t, dir)["auto_mapping"])
 	fresh := testmodels.ELECTRA(t)
 	res2, err := newtokens.AddTokens(fresh, nil, words, nil)
 	require.NoError(t, err)

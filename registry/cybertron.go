@@ -171,6 +171,7 @@ func (a *archSpec) describe(root nn.Model) (*Layout, error) {
 	for _, b := range a.buffers {
 		l.VocabBuffers = append(l.VocabBuffers, &VocabBuffer{Path: b.path, Slot: b.slot(root), Fill: b.fill})
 	}
+	applyFamily(l) // ELECTRA, Marian, Pegasus: the family's HF names (families.go)
 	return l, nil
 }
 

@@ -91,6 +91,10 @@ type Layout struct {
 	// *bart.Model; Model itself for bert.Model and bart.Model), nil
 	// outside the families.
 	Core nn.Model
+	// ModelType is the base model's config model_type ("bert", "electra",
+	// "bart", "marian", "pegasus"; "" when unknown). HFClass, HFModule and
+	// the HF paths follow it (ELECTRA: "electra." and "generator_lm_head").
+	ModelType string
 	// HFClass and HFModule name the transformers class of the model (e.g.
 	// "BertForMaskedLM", "transformers.models.bert.modeling_bert"), as
 	// PEFT's auto_mapping records it; "" when there is none.
