@@ -9,7 +9,7 @@ import "golang.org/x/sys/cpu"
 func supported() []*path {
 	var ps []*path
 	if cpu.X86.HasAVX512F {
-		ps = append(ps, &path{name: "avx512", mr: 12, nr: 32, k32: kernel512})
+		ps = append(ps, &path{name: "avx512", mr: 12, nr: 32, k32: kernel512, k32h: kernel512h})
 	}
 	if cpu.X86.HasAVX2 && cpu.X86.HasFMA {
 		ps = append(ps, &path{name: "avx2", mr: 6, nr: 16, k32: kernel256})
@@ -27,3 +27,8 @@ func kernel512(kb int, ap *float32, sp, si int, bp *float32, sb int, c *float32,
 //
 //go:noescape
 func kernel256(kb int, ap *float32, sp, si int, bp *float32, sb int, c *float32, ldc int)
+
+// kernel512h is the 12×16 edge kernel (gemm_amd64.s).
+//
+//go:noescape
+func kernel512h(kb int, ap *float32, sp, si int, bp *float32, sb int, c *float32, ldc int)
