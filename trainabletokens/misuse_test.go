@@ -138,3 +138,18 @@ func TestUnloadedReportsUnloaded(t *testing.T) {
 	assert.ErrorIs(t, err, ErrUnloaded)
 	assert.Empty(t, tm.TrainableParams())
 }
+
+// Errors never print a whole token list: the count and the first few.
+func TestErrorsShortenTokenLists(t *testing.T) {
+	ids := make([]int, 300)
+	for i := range ids {
+		ids[i] = 10 + i
+	}
+	tm, err := New(loadedBERT(t), Config{TokenIndices: ids}, "a")
+	require.NoError(t, err)
+	require.NoError(t, tm.AddAdapter("b", Config{TokenIndices: ids[:200]}))
+	err = tm.SetActive("a", "b")
+	require.ErrorIs(t, err, ErrOverlap)
+	assert.Contains(t, err.Error(), "200 ids [10 11 12 13 14 15 16 17]...")
+	assert.Less(t, len(err.Error()), 400, "the error stays short: %d bytes", len(err.Error()))
+}

@@ -444,8 +444,8 @@ func (m *Model) checkDisjoint(names []string) error {
 						continue
 					}
 					if common := intersect(ta.ids, tb.ids); len(common) > 0 {
-						return fmt.Errorf("%w: adapters %q and %q both train token ids %v of %s; adapters that are active or merged together must use disjoint ids",
-							ErrOverlap, a.name, b.name, common, ta.group.Table.HFPath)
+						return fmt.Errorf("%w: adapters %q and %q both train token ids %s of %s; adapters that are active or merged together must use disjoint ids",
+							ErrOverlap, a.name, b.name, idList(common), ta.group.Table.HFPath)
 					}
 				}
 			}
