@@ -37,7 +37,14 @@ func Convert(dir string, overwrite bool) error {
 		return fmt.Errorf("models: %s is not a model directory: %w", dir, err)
 	}
 	if err := regular.Check(filepath.Join(dir, SpagoFile)); err == nil && !overwrite {
-		return nil
+		why, err := stale(dir)
+		if err != nil {
+			return err
+		}
+		if why == "" {
+			return nil
+		}
+		// Rebuilt below: the converted file no longer matches its source.
 	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("models: %w", err)
 	}
@@ -45,18 +52,25 @@ func Convert(dir string, overwrite bool) error {
 		return fmt.Errorf("models: nothing to convert in %s: %w", dir, err)
 	}
 	if mt, err := modelType(dir); err == nil && mt == "electra" {
-		return ConvertELECTRA(dir, overwrite) // cybertron's converter panics on ELECTRA heads
+		// cybertron's converter panics on ELECTRA heads
+		if err := ConvertELECTRA(dir, true); err != nil {
+			return err
+		}
+		return recordSource(dir)
 	}
 	if err := convertQuietly(dir); err != nil {
 		return fmt.Errorf("models: converting %s: %w", dir, err)
 	}
-	return nil
+	return recordSource(dir)
 }
 
 // LoadBERT loads dir/spago_model.bin as a BERT masked-language model,
 // converting a Hugging Face directory first when needed, and gives it
 // Hugging Face's function (HFFunction).
 func LoadBERT(dir string) (*bert.ModelForMaskedLM, error) {
+	if err := checkConfig(dir, "BERT"); err != nil {
+		return nil, err
+	}
 	if err := Convert(dir, false); err != nil {
 		return nil, err
 	}
@@ -76,6 +90,9 @@ func LoadBERT(dir string) (*bert.ModelForMaskedLM, error) {
 // loaders do (gob does not keep the shared pointer), and gives it Hugging
 // Face's function (HFFunction).
 func LoadBART(dir string) (*bart.ModelForConditionalGeneration, error) {
+	if err := checkConfig(dir, "BART"); err != nil {
+		return nil, err
+	}
 	if err := Convert(dir, false); err != nil {
 		return nil, err
 	}
@@ -101,7 +118,7 @@ func RewireBART(m *bart.ModelForConditionalGeneration) {
 // into workDir/name, converts it, and returns the directory.
 //
 // It writes only its own files: the embedded Hugging Face files (see
-// gopeft.WriteTinyModel) and spago_model.bin, each atomically. The
+// gopeft.WriteTinyModel), spago_model.bin and its SourceFile, each atomically. The
 // conversion runs in a private temporary directory inside workDir, removed
 // afterwards, and the converted file is then written into place (left as
 // it is when it already holds the same bytes). Adapters, vocabularies and
@@ -128,13 +145,12 @@ func Tiny(name, workDir string) (string, error) {
 		return "", fmt.Errorf("models: %w", err)
 	}
 	dst := filepath.Join(dir, SpagoFile)
-	if old, err := regular.ReadFile(dst, int64(len(data))); err == nil && bytes.Equal(old, data) {
-		return dir, nil
+	if old, err := regular.ReadFile(dst, int64(len(data))); err != nil || !bytes.Equal(old, data) {
+		if err := atomicfile.WriteFile(dst, data, 0o644); err != nil {
+			return "", fmt.Errorf("models: %w", err)
+		}
 	}
-	if err := atomicfile.WriteFile(dst, data, 0o644); err != nil {
-		return "", fmt.Errorf("models: %w", err)
-	}
-	return dir, nil
+	return dir, recordSource(dir)
 }
 
 // TinyBERT returns the embedded tiny BERT masked LM, converted in workDir.
