@@ -99,4 +99,3 @@ func knownTypes() string {
 	sort.Strings(ts)
 	return strings.Join(ts, ", ")
 }
-
