@@ -7,4 +7,12 @@
 // (vocab.txt for BERT; vocab.json and merges.txt for BART) and
 // spago_model.bin. A Hugging Face directory (pytorch_model.bin instead of
 // spago_model.bin) is converted first with cybertron's own converter.
+//
+// What the package owns: reading config.json before anything is built
+// (ErrBadConfig names the missing field or the other family), running
+// cybertron's converter without its noise and without touching process
+// state (a child process, convert.go), recording which pytorch_model.bin a
+// spago_model.bin came from (SourceFile) so that a stale one is rebuilt,
+// and the embedded tiny models. It must not know adapters, tables or
+// training: those are trainabletokens', registry's and finetune's.
 package models

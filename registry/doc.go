@@ -23,4 +23,13 @@
 // Methods. RegisterMethod maps a PEFT peft_type (for example
 // "TRAINABLE_TOKENS") to a Loader, and LoadAdapter dispatches an adapter
 // directory to it; an unknown type is an error that lists the known ones.
+//
+// What the package owns, and only it: the list of cybertron's model types
+// (cybertron.go: one table entry per type, with its family, Hugging Face
+// class, base-model prefixes, output heads and vocabulary-sized buffers;
+// families add entries, not code), and the record of which tables carry an
+// injected adapter (MarkInjected), so that a second injection and
+// newtokens can refuse such a model. It must not know what a method does
+// with the tables (trainabletokens), whether a head is a copy (tying), or
+// how files are read.
 package registry

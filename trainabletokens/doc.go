@@ -29,6 +29,13 @@
 // the task loaders work on it unchanged, and an active adapter costs
 // nothing at inference time.
 //
+// Model is a spago module: nn.ForEachParam and nn.Parameters over it yield
+// exactly the live rows, and Step is the synchronous optimizer step for a
+// training loop of your own. Locking: lock.go states the rule in one place
+// (adapter changes wait for Do calls; read-only methods never do; changes
+// inside Do are ErrInsideDo). Model types, tables and heads come from
+// registry, ties from tying; this package must not list model types.
+//
 // Files: Save and Load speak PEFT's adapter-directory format (format.go,
 // save.go, load.go, configjson.go). The package owns what the files mean;
 // it does not know how safetensors is laid out (internal/safetensors), how
