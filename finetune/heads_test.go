@@ -3,6 +3,7 @@ package finetune_test
 import (
 	"fmt"
 	"math/rand/v2"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -15,6 +16,7 @@ import (
 
 	"github.com/gopeft/gopeft/finetune"
 	"github.com/gopeft/gopeft/internal/testmodels"
+	"github.com/gopeft/gopeft/trainabletokens"
 )
 
 // The task heads cybertron ships (BERT sequence classification, token
@@ -584,4 +586,109 @@ func learns(t *testing.T, acc func() float64, train func() []float64) {
 	assert.Less(t, hist[len(hist)-1], 0.7*hist[0], "loss did not fall")
 	assert.Greater(t, after, before+0.2, "held-out accuracy did not rise")
 	assert.GreaterOrEqual(t, after, 0.7, "held-out accuracy")
+}
+
+// Trainable tokens on the task-head models: after training rows and head,
+// merging the rows into a plain model gives the adapter's logits bit for
+// bit, and the saved adapter (rows only: trainable tokens has no
+// modules_to_save, so the head travels with the model) loaded on a model
+// holding the trained head gives them too.
+func TestHeadsAdapterSaveLoadMerge(t *testing.T) {
+	type headModel struct {
+		name   string
+		fresh  func() nn.Model
+		ids    []int
+		logits func(t *testing.T, m nn.Model) []float64 // cybertron's inference
+		task   func(t *testing.T, m nn.Model) *finetune.Task
+	}
+	ig := finetune.IgnoreLabel
+	cases := []headModel{
+		{"bert token classification", func() nn.Model { return tokenClassifier(t, 21) },
+			[]int{2, 3},
+			func(t *testing.T, m nn.Model) []float64 {
+				return flat(m.(*bert.ModelForTokenClassification).Classify(headSentences[1]))
+			},
+			func(t *testing.T, m nn.Model) *finetune.Task {
+				task, err := finetune.TokenClassificationTask(m.(*bert.ModelForTokenClassification), []finetune.TokenClassificationExample{
+					{Tokens: headSentences[0], Labels: []int{ig, 0, 1, 2, 3, 4, 0, 0, ig}}, {Tokens: headSentences[1], Labels: []int{1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1}},
+				})
+				require.NoError(t, err)
+				return task
+			}},
+		{"bert question answering", func() nn.Model { return qaModel(t, 22) },
+			[]int{2, 3},
+			func(t *testing.T, m nn.Model) []float64 {
+				starts, ends := m.(*bert.ModelForQuestionAnswering).Answer(headSentences[1])
+				return append(flat(starts), flat(ends)...)
+			},
+			func(t *testing.T, m nn.Model) *finetune.Task {
+				task, err := finetune.QuestionAnsweringTask(m.(*bert.ModelForQuestionAnswering), []finetune.QuestionAnsweringExample{{Tokens: headSentences[1], Start: 6, End: 7}})
+				require.NoError(t, err)
+				return task
+			}},
+		{"bert sequence classification", func() nn.Model { return seqClassifier(t, 23) },
+			[]int{2, 3},
+			func(t *testing.T, m nn.Model) []float64 {
+				return flat([]mat.Tensor{m.(*bert.ModelForSequenceClassification).Classify(headSentences[0])})
+			},
+			func(t *testing.T, m nn.Model) *finetune.Task {
+				task, err := finetune.SequenceClassificationTask(m.(*bert.ModelForSequenceClassification), []finetune.ClassificationExample{{Tokens: headSentences[0], Label: 2}})
+				require.NoError(t, err)
+				return task
+			}},
+		{"bart sequence classification", func() nn.Model { return bartClassifier(t, 24) },
+			[]int{0, 2},
+			func(t *testing.T, m nn.Model) []float64 {
+				return flat([]mat.Tensor{m.(*bart.ModelForSequenceClassification).Forward(bartSources[0])})
+			},
+			func(t *testing.T, m nn.Model) *finetune.Task {
+				task, err := finetune.BARTSequenceClassificationTask(m.(*bart.ModelForSequenceClassification), []finetune.BARTClassificationExample{{Source: bartSources[0], Label: 1}})
+				require.NoError(t, err)
+				return task
+			}},
+	}
+	for _, hc := range cases {
+		t.Run(hc.name, func(t *testing.T) {
+			m := hc.fresh()
+			tm, err := trainabletokens.New(m, trainabletokens.Config{TokenIndices: hc.ids}, "")
+			require.NoError(t, err)
+			head, err := finetune.HeadParams(m)
+			require.NoError(t, err)
+			for _, p := range head {
+				p.SetRequiresGrad(true)
+			}
+			tr, err := finetune.NewTrainer(finetune.Config{TokenParams: tm.TrainableParams(), Params: head, TokenLR: 0.1, LR: 0.05, Epochs: 3, Quiet: true})
+			require.NoError(t, err)
+			_, err = tr.Train(hc.task(t, m))
+			require.NoError(t, err)
+			want := hc.logits(t, m)
+			base := hc.logits(t, hc.fresh())
+			assert.NotEqual(t, base, want, "training changed the logits")
+
+			dir := filepath.Join(t.TempDir(), "adapter")
+			require.NoError(t, tm.Save(dir, "", trainabletokens.SaveOptions{}))
+			// A fresh model with the trained head's values, plus the adapter.
+			fresh := hc.fresh()
+			freshHead, err := finetune.HeadParams(fresh)
+			require.NoError(t, err)
+			for i, p := range freshHead {
+				p.ReplaceValue(head[i].Value().(mat.Matrix).Clone())
+			}
+			tm2, err := trainabletokens.Load(fresh, dir, "")
+			require.NoError(t, err)
+			assert.Equal(t, want, hc.logits(t, fresh), "loaded adapter")
+			plain, err := tm2.MergeAndUnload(true)
+			require.NoError(t, err)
+			assert.Equal(t, want, hc.logits(t, plain), "merged")
+		})
+	}
+}
+
+// flat concatenates the values of tensors.
+func flat(ts []mat.Tensor) []float64 {
+	var out []float64
+	for _, x := range ts {
+		out = append(out, x.Value().Data().F64()...)
+	}
+	return out
 }
