@@ -63,6 +63,9 @@ func checkConfig(dir, family string) error {
 	if got != family {
 		return fmt.Errorf("%w: %s is a %s model (model_type %q), not %s; load it with %s", ErrBadConfig, dir, got, mt, family, loaders[got])
 	}
+	if err := checkFamilyFlags(dir, mt, cfg); err != nil { // Marian, Pegasus (familyflags.go)
+		return err
+	}
 	req := required[family]
 	vals := map[string]int{}
 	for _, k := range req.ints {

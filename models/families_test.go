@@ -1,6 +1,7 @@
 package models_test
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"testing"
@@ -90,4 +91,58 @@ func TestFamiliesLoadConvertedAndSaved(t *testing.T) {
 			assert.Equal(t, want, out(m3))
 		})
 	}
+}
+
+// A Marian or Pegasus config.json whose BART-era keys are missing or say
+// another architecture is refused before conversion, naming the family and
+// the key: cybertron would otherwise build BART's defaults silently.
+func TestSeq2SeqFamilyFlagsChecked(t *testing.T) {
+	for _, tt := range []struct {
+		name, key string
+		value     any // nil: delete the key
+		want      string
+	}{
+		{testmodels.MarianName, "normalize_embedding", nil, `marian checkpoint without "normalize_embedding"`},
+		{testmodels.MarianName, "static_position_embeddings", nil, `marian checkpoint without "static_position_embeddings"`},
+		{testmodels.MarianName, "normalize_before", true, `marian checkpoint with "normalize_before" true`},
+		{testmodels.PegasusName, "normalize_before", nil, `pegasus checkpoint without "normalize_before"`},
+		{testmodels.PegasusName, "add_final_layer_norm", false, `pegasus checkpoint with "add_final_layer_norm" false`},
+		{testmodels.PegasusName, "static_position_embeddings", "yes", `"static_position_embeddings" is yes; expected true or false`},
+	} {
+		t.Run(tt.name+"/"+tt.key, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), tt.name)
+			copyDir(t, tt.name, dir)
+			raw, err := os.ReadFile(filepath.Join(dir, "config.json"))
+			require.NoError(t, err)
+			var cfg map[string]any
+			require.NoError(t, json.Unmarshal(raw, &cfg))
+			if tt.value == nil {
+				delete(cfg, tt.key)
+			} else {
+				cfg[tt.key] = tt.value
+			}
+			raw, err = json.Marshal(cfg)
+			require.NoError(t, err)
+			require.NoError(t, os.WriteFile(filepath.Join(dir, "config.json"), raw, 0o644))
+			_, err = models.LoadBART(dir)
+			require.ErrorIs(t, err, models.ErrBadConfig)
+			assert.Contains(t, err.Error(), tt.want)
+			assert.NoFileExists(t, filepath.Join(dir, models.SpagoFile))
+		})
+	}
+	// Marian's absent normalize_before / add_final_layer_norm are fine
+	// (cybertron's default is Marian's architecture).
+	dir := filepath.Join(t.TempDir(), testmodels.MarianName)
+	copyDir(t, testmodels.MarianName, dir)
+	raw, err := os.ReadFile(filepath.Join(dir, "config.json"))
+	require.NoError(t, err)
+	var cfg map[string]any
+	require.NoError(t, json.Unmarshal(raw, &cfg))
+	delete(cfg, "normalize_before")
+	delete(cfg, "add_final_layer_norm")
+	raw, err = json.Marshal(cfg)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "config.json"), raw, 0o644))
+	_, err = models.LoadBART(dir)
+	require.NoError(t, err)
 }

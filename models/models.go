@@ -58,6 +58,12 @@ func Convert(dir string, overwrite bool) error {
 		}
 		return recordSource(dir)
 	}
+	if cfg, err := modelConfig(dir); err == nil {
+		mt, _ := cfg["model_type"].(string)
+		if err := checkFamilyFlags(dir, mt, cfg); err != nil { // Marian, Pegasus
+			return err
+		}
+	}
 	if err := convertQuietly(dir); err != nil {
 		return fmt.Errorf("models: converting %s: %w", dir, err)
 	}
