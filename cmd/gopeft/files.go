@@ -17,6 +17,7 @@ import (
 	"github.com/nlpodyssey/spago/nn"
 
 	"github.com/gopeft/gopeft/internal/atomicfile"
+	"github.com/gopeft/gopeft/internal/regular"
 	"github.com/gopeft/gopeft/models"
 	"github.com/gopeft/gopeft/newtokens"
 )
@@ -55,7 +56,7 @@ func family(dir string) (string, error) {
 	if !info.IsDir() {
 		return "", fmt.Errorf("%q is not a directory (want a model directory with config.json)", dir)
 	}
-	data, err := os.ReadFile(filepath.Join(dir, "config.json"))
+	data, err := regular.ReadFile(filepath.Join(dir, "config.json"), 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		return "", fmt.Errorf("%q is not a model directory: it has no config.json", dir)
 	}
@@ -133,7 +134,7 @@ func outDir(dir string) (cleanup func(), err error) {
 // tokenizer's vocabulary files (with added tokens) and spago_model.bin.
 func saveModelDir(m nn.Model, tok *newtokens.Tokenizer, src, dst string) error {
 	for _, f := range []string{"config.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"} {
-		data, err := os.ReadFile(filepath.Join(src, f))
+		data, err := regular.ReadFile(filepath.Join(src, f), 0)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
@@ -168,16 +169,10 @@ func readLines(file string) ([]string, error) {
 	return out, nil
 }
 
-// readFile reads a regular file (not a FIFO or a device, which could block).
+// readFile reads a regular file (not a FIFO or a device, which could block;
+// internal/regular also checks the opened file, so a swap cannot hang it).
 func readFile(file string) ([]byte, error) {
-	info, err := os.Stat(file)
-	if err != nil {
-		return nil, err
-	}
-	if !info.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file", file)
-	}
-	return os.ReadFile(file)
+	return regular.ReadFile(file, 0)
 }
 
 // readPairs reads source/target pairs: JSON Lines ({"source": …,

@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/gopeft/gopeft/internal/regular"
 	"github.com/gopeft/gopeft/internal/safetensors"
 	"github.com/gopeft/gopeft/registry"
 	"github.com/gopeft/gopeft/trainabletokens"
@@ -256,7 +257,7 @@ func inspectAdapter(dir, modelDir string) (adapterInfo, error) {
 
 	stPath := filepath.Join(dir, "adapter_model.safetensors")
 	if _, ok := res.Files["adapter_model.safetensors"]; ok {
-		f, err := os.Open(stPath)
+		f, _, err := regular.Open(stPath)
 		if err != nil {
 			return res, err
 		}
@@ -368,7 +369,7 @@ func baseVocab(cfg map[string]json.RawMessage) int {
 	if json.Unmarshal(cfg["base_model_name_or_path"], &base) != nil || base == "" {
 		return 0
 	}
-	data, err := os.ReadFile(filepath.Join(base, "config.json"))
+	data, err := regular.ReadFile(filepath.Join(base, "config.json"), 1<<20)
 	if err != nil {
 		return 0
 	}
