@@ -37,7 +37,8 @@
 // registry, ties from tying; this package must not list model types.
 //
 // Files: Save and Load speak PEFT's adapter-directory format (format.go,
-// save.go, load.go, configjson.go). The package owns what the files mean;
+// configjson.go, save.go, load.go, plan.go, baselayers.go). The package
+// owns what the files mean;
 // it does not know how safetensors is laid out (internal/safetensors), how
 // JSON is read strictly (internal/strictjson), or how files are written
 // and opened safely (internal/atomicfile, internal/regular).
