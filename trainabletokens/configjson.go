@@ -32,6 +32,10 @@ func parseConfig(data []byte, path string) (Config, error) {
 		return Config{}, fe("missing \"peft_type\"; expected %q", PeftType)
 	}
 	if pt, err := strictjson.Value(raw); err != nil || pt != PeftType {
+		if _, lora := fields["trainable_token_indices"]; lora && pt == "LORA" {
+			return Config{}, fe("peft_type is \"LORA\" with trainable_token_indices: a LoRA adapter that also trains token rows "+
+				"(keys …token_adapter.trainable_tokens_delta next to lora_A/lora_B); gopeft supports the standalone %q method only, not LoRA", PeftType)
+		}
 		return Config{}, fe("peft_type is %s; expected %q", strictjson.Short(raw), PeftType)
 	}
 

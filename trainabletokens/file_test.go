@@ -817,6 +817,8 @@ func TestLoadBadFiles(t *testing.T) {
 		{"config not an object", `[1, 2]`, good, "expected a JSON object"},
 		{"missing peft_type", `{"token_indices": [1]}`, good, `missing "peft_type"; expected "TRAINABLE_TOKENS"`},
 		{"wrong peft_type", `{"peft_type": "LORA", "token_indices": [1]}`, good, `peft_type is "LORA"; expected "TRAINABLE_TOKENS"`},
+		{"LoRA with trainable tokens", `{"peft_type": "LORA", "r": 8, "trainable_token_indices": [1, 2]}`, good,
+			`peft_type is "LORA" with trainable_token_indices: a LoRA adapter that also trains token rows`},
 		{"duplicate config key", `{"peft_type": "TRAINABLE_TOKENS", "token_indices": [10, 20], "token_indices": [1]}`, good, `key "token_indices" appears twice`},
 		{"missing token_indices", `{"peft_type": "TRAINABLE_TOKENS"}`, good, `missing "token_indices"`},
 		{"token_indices not a list", `{"peft_type": "TRAINABLE_TOKENS", "token_indices": 5}`, good, "token_indices is 5; expected a list"},
@@ -929,12 +931,13 @@ func TestLoadBadFiles(t *testing.T) {
 		})
 	}
 
-	t.Run("pickle only", func(t *testing.T) {
+	t.Run("unreadable pickle", func(t *testing.T) {
 		dir := writeAdapter(t, goodConfig, nil)
 		require.NoError(t, os.WriteFile(filepath.Join(dir, PickleWeightsFile), []byte("PK"), 0o644))
 		_, err := Load(testmodels.BERT(t), dir, "")
 		require.ErrorIs(t, err, ErrInvalidAdapterFile)
-		assert.Contains(t, err.Error(), "has adapter_model.bin (a PyTorch pickle) but no adapter_model.safetensors")
+		assert.Contains(t, err.Error(), "not a readable PyTorch state dict")
+		assert.Contains(t, err.Error(), "convert it to safetensors in Python: safetensors.torch.save_file(torch.load(")
 	})
 	t.Run("missing directory", func(t *testing.T) {
 		_, err := Load(testmodels.BERT(t), filepath.Join(t.TempDir(), "nope"), "")

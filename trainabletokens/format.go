@@ -46,8 +46,10 @@ const (
 	ConfigFile = registry.ConfigFile
 	// WeightsFile holds the rows.
 	WeightsFile = "adapter_model.safetensors"
-	// PickleWeightsFile is PEFT's legacy torch.save format, which gopeft
-	// does not read (pickles are code, not data).
+	// PickleWeightsFile is PEFT's torch.save format (safe_serialization=
+	// False). Load reads it when there is no WeightsFile, with a reader that
+	// interprets only tensor reconstruction (internal/torchbin); Save never
+	// writes it.
 	PickleWeightsFile = "adapter_model.bin"
 )
 

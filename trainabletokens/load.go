@@ -1,6 +1,7 @@
 package trainabletokens
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,8 @@ import (
 	"github.com/nlpodyssey/spago/nn"
 
 	"github.com/gopeft/gopeft/internal/regular"
+	"github.com/gopeft/gopeft/internal/safetensors"
+	"github.com/gopeft/gopeft/internal/torchbin"
 	"github.com/gopeft/gopeft/registry"
 )
 
@@ -107,13 +110,40 @@ func openSource(dir string) (*source, error) {
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			if _, perr := os.Stat(filepath.Join(dir, PickleWeightsFile)); perr == nil {
-				return nil, fmt.Errorf("%w: %s has %s (a PyTorch pickle) but no %s; gopeft reads safetensors only: save the adapter with PEFT's safe_serialization=True (the default)",
-					ErrInvalidAdapterFile, dir, PickleWeightsFile, WeightsFile)
+				return s.openPickle(filepath.Join(dir, PickleWeightsFile))
 			}
 		}
 		return nil, fmt.Errorf("%w: %w", ErrInvalidAdapterFile, err)
 	}
 	s.weights, s.size, s.closer = f, fi.Size(), f
+	return s, nil
+}
+
+// openPickle reads PEFT's adapter_model.bin (torch.save's zip format) with
+// internal/torchbin, which interprets only tensor reconstruction, and
+// presents its tensors as an in-memory safetensors file, so every check of
+// the safetensors path applies.
+func (s *source) openPickle(path string) (*source, error) {
+	f, fi, err := regular.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidAdapterFile, err)
+	}
+	defer f.Close()
+	ts, err := torchbin.Read(f, fi.Size())
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %w; convert it to safetensors in Python: "+
+			"safetensors.torch.save_file(torch.load(%q, weights_only=True), \"adapter_model.safetensors\", metadata={\"format\": \"pt\"})",
+			ErrInvalidAdapterFile, path, err, PickleWeightsFile)
+	}
+	tensors := make([]safetensors.Tensor, len(ts))
+	for i, t := range ts {
+		tensors[i] = safetensors.Tensor{Name: t.Name, DType: safetensors.DType(t.DType), Shape: t.Shape, Data: t.Data}
+	}
+	data, err := safetensors.Encode(map[string]string{"format": "pt"}, tensors)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrInvalidAdapterFile, path, err)
+	}
+	s.weightsPath, s.weights, s.size = path, bytes.NewReader(data), int64(len(data))
 	return s, nil
 }
 

@@ -120,3 +120,21 @@ func TestSaveEmbeddingLayersBART(t *testing.T) {
 	assertBits(t, want, bartOut(t, tm2, fresh, src))
 	var _ *bart.ModelForConditionalGeneration = fresh
 }
+
+// PEFT's adapter_model.bin (torch.save, testdata/peft/bert-tiny-bin written by
+// make_fixtures.py) loads like the safetensors fixture.
+func TestLoadPEFTPickle(t *testing.T) {
+	m := testmodels.BERT(t)
+	tm, err := Load(m, fixture("bert-tiny-bin"), "")
+	require.NoError(t, err)
+	rs, err := tm.Rows(DefaultAdapterName, "")
+	require.NoError(t, err)
+	for k, id := range []int{200, 5, 100, 7} {
+		assert.Equal(t, fixtureRow(id, 32), paramValues(rs[k]), "row of id %d", id)
+	}
+	m2 := testmodels.BERT(t)
+	tm2, err := Load(m2, fixture("bert-tiny"), "")
+	require.NoError(t, err)
+	tokens := bertTokens(m, 200, 5, 100)
+	assertBits(t, bertOut(t, tm2, m2, tokens), bertOut(t, tm, m, tokens))
+}

@@ -269,7 +269,7 @@ func inspectAdapter(dir, modelDir string) (adapterInfo, error) {
 			inspectTensors(&res, h, problem, warn)
 		}
 	} else if _, ok := res.Files["adapter_model.bin"]; ok {
-		warn("only adapter_model.bin (a pickle): PEFT loads it, gopeft reads safetensors only")
+		warn("only adapter_model.bin (a pickle): PEFT and gopeft load it (gopeft interprets tensor reconstruction only); safetensors is preferred")
 	} else {
 		problem("no adapter_model.safetensors (or adapter_model.bin)")
 	}

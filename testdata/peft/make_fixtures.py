@@ -26,6 +26,8 @@ is tested against PEFT's layout rather than against gopeft's own writer:
   bert-tiny-resized/  PEFT's default output after a vocabulary resize (see
                    write_resized_bert): deltas plus the whole embedding
                    layers, ...base_layer.weight/.bias (needs torch).
+  bert-tiny-bin/   the bert-tiny adapter as adapter_model.bin (torch.save,
+                   PEFT's safe_serialization=False; needs torch).
   bart-tiny/       BartForConditionalGeneration, target_modules=None ->
                    "model.shared". BART's tied modules
                    (model.encoder.embed_tokens, model.decoder.embed_tokens -
@@ -204,6 +206,31 @@ def write_resized_bert():
         f.write(json.dumps(cfg, indent=2, sort_keys=True))
     with open(os.path.join(out, "adapter_model.safetensors"), "wb") as f:
         f.write(safetensors_bytes(tensors, {"format": "pt"}))
+
+
+def write_bin_bert():
+    """bert-tiny-bin/: the bert-tiny fixture as PEFT writes it with
+    safe_serialization=False: adapter_model.bin, torch.save of the dict of
+    tensors (zip format, written to an in-memory buffer so the archive name
+    is fixed), and the same adapter_config.json."""
+    import io
+    import torch
+
+    src = os.path.join(HERE, "bert-tiny")
+    out = os.path.join(HERE, "bert-tiny-bin")
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(src, "adapter_config.json")) as f:
+        cfg = json.load(f)
+    ids, dim = cfg["token_indices"], 32
+    rows_ = torch.tensor([row(i, dim) for i in ids], dtype=torch.float32)
+    sd = {"base_model.model.%s.trainable_tokens_delta" % m: rows_.clone()
+          for m in ("bert.embeddings.word_embeddings", "cls.predictions.decoder")}
+    buf = io.BytesIO()
+    torch.save(sd, buf, _use_new_zipfile_serialization=True)
+    with open(os.path.join(out, "adapter_model.bin"), "wb") as f:
+        f.write(buf.getvalue())
+    with open(os.path.join(out, "adapter_config.json"), "w") as f:
+        f.write(json.dumps(cfg, indent=2, sort_keys=True))
 
 
 def base_row(token_id, dim):
@@ -462,6 +489,7 @@ def main(argv):
     if not argv:
         write_all()
         write_resized_bert()
+        write_bin_bert()
         return
     jobs = []
     i = 0
