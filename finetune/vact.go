@@ -46,27 +46,8 @@ func activate32(a activation.Activation, x, d, buf, buf2 []float32) {
 	buf, buf2 = buf[:len(x)], buf2[:len(x)]
 	switch a {
 	case activation.GELU:
-		// 0.5·v·(1 + tanh(u)), u = √(2/π)·(v + 0.044715·v³). With
-		// E = e^{−2|u|} and q = 1/(1+E): 1+tanh(u) = 2q and 1−tanh(u) = 2Eq
-		// for u ≥ 0 (swapped for u < 0), so neither tail cancels.
-		const c = 0.7978845608028654
-		for i, v := range x {
-			u := c * (v + 0.044715*v*v*v)
-			buf[i] = -2 * float32(math.Abs(float64(u)))
-		}
-		vmath.Exp32(buf, buf)
-		for i, v := range x {
-			e := buf[i]
-			q := 1 / (1 + e)
-			plus, minus := 2*q, 2*e*q // 1+tanh, 1−tanh for u ≥ 0
-			if v < 0 {
-				plus, minus = minus, plus
-			}
-			x[i] = 0.5 * v * plus
-			if d != nil {
-				d[i] = 0.5*plus + 0.5*v*(plus*minus)*c*(1+3*0.044715*v*v)
-			}
-		}
+		// 0.5·v·(1 + tanh(√(2/π)·(v + 0.044715·v³))), wholly vectorized.
+		vmath.GELUTanh32(x, x, d)
 	case geluErf:
 		// v·Φ(v). With z = |v|/√2 and t = 1/(1+z/2), erfc(z) =
 		// t·e^{−z²}·e^{P(t)} (Numerical Recipes' erfcc); Φ(v) = erfc(z)/2

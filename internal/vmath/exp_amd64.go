@@ -12,10 +12,26 @@ func supported() []*impl {
 				exp512(&dst[0], &src[0], n)
 			}
 			return n
+		}, gelu: func(x, y, d []float32) int {
+			n := len(x) &^ 15
+			if n > 0 {
+				var dp *float32
+				if d != nil {
+					dp = &d[0]
+				}
+				gelu512(&x[0], &y[0], dp, n)
+			}
+			return n
 		}}, goImpl}
 	}
 	return []*impl{goImpl}
 }
+
+// gelu512 writes the tanh GELU of x[i] into y[i] (and its derivative into
+// d[i] when d is not nil) for i < n (a multiple of 16).
+//
+//go:noescape
+func gelu512(x, y, d *float32, n int)
 
 // exp512 writes e^src[i] into dst[i] for i < n (a multiple of 16).
 //

@@ -17,9 +17,13 @@ type impl struct {
 	// exp writes e^src[i] into dst[i] for a prefix of the slices and
 	// returns its length (the rest is done in Go).
 	exp func(dst, src []float32) int
+	// gelu does GELUTanh32 for a prefix and returns its length.
+	gelu func(x, y, d []float32) int
 }
 
-var goImpl = &impl{name: "go", exp: func(dst, src []float32) int { return 0 }}
+var goImpl = &impl{name: "go",
+	exp:  func(dst, src []float32) int { return 0 },
+	gelu: func(x, y, d []float32) int { return 0 }}
 
 // active is the best implementation this CPU supports; tests switch it.
 var active = supported()[0]
@@ -46,6 +50,43 @@ func Exp32(dst, src []float32) {
 	}
 	for i := n; i < len(src); i++ {
 		dst[i] = exp32(src[i])
+	}
+}
+
+// GELUTanh32 writes the tanh-form GELU of x[i], 0.5·v·(1+tanh(√(2/π)·(v +
+// 0.044715·v³))), into y[i] and, when d is not nil, its derivative into
+// d[i]. y may be x; y and d must be at least as long as x. Computed so that
+// neither tail cancels: within 5e-7·(1+|x|) of float64 (value and
+// derivative; TestGELUTanh32 checks it).
+func GELUTanh32(x, y, d []float32) {
+	y = y[:len(x)]
+	if d != nil {
+		d = d[:len(x)]
+	}
+	n := active.gelu(x, y, d)
+	var dt []float32
+	if d != nil {
+		dt = d[n:]
+	}
+	geluGo(x[n:], y[n:], dt)
+}
+
+// geluGo is GELUTanh32 in Go: E = e^{−2|u|}, q = 1/(1+E), 1+tanh(u) = 2q
+// and 1−tanh(u) = 2Eq for u ≥ 0 (swapped for u < 0).
+func geluGo(x, y, d []float32) {
+	const c, k = 0.7978845608028654, 0.044715
+	for i, v := range x {
+		u := c * (v + k*v*v*v)
+		e := exp32(-2 * float32(math.Abs(float64(u))))
+		q := 1 / (1 + e)
+		plus, minus := 2*q, 2*e*q
+		if v < 0 {
+			plus, minus = minus, plus
+		}
+		y[i] = 0.5 * v * plus
+		if d != nil {
+			d[i] = 0.5*plus + 0.5*v*(plus*minus)*c*(1+3*k*v*v)
+		}
 	}
 }
 

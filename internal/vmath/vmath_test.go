@@ -102,3 +102,35 @@ func BenchmarkExp32(b *testing.B) {
 		})
 	}
 }
+
+func TestGELUTanh32(t *testing.T) {
+	eachPath(t, func(t *testing.T) {
+		const n = 40009
+		x := make([]float32, n)
+		for i := range x {
+			x[i] = float32(-15 + 30*float64(i)/float64(n-1))
+		}
+		x = append(x, 0, float32(math.Inf(1)), float32(math.Inf(-1)))
+		y, d := make([]float32, len(x)), make([]float32, len(x))
+		GELUTanh32(x, y, d)
+		const c = 0.7978845608028654
+		worstY, worstD := 0.0, 0.0
+		for i, v32 := range x[:n+1] {
+			v := float64(v32)
+			th := math.Tanh(c * (v + 0.044715*v*v*v))
+			wy := 0.5 * v * (1 + th)
+			wd := 0.5*(1+th) + 0.5*v*(1-th*th)*c*(1+3*0.044715*v*v)
+			worstY = max(worstY, math.Abs(float64(y[i])-wy)/(1+math.Abs(v)))
+			worstD = max(worstD, math.Abs(float64(d[i])-wd)/(1+math.Abs(v)))
+		}
+		t.Logf("%s: max |Δy|/(1+|x|) %.3g, |Δy'|/(1+|x|) %.3g", Path(), worstY, worstD)
+		assert.LessOrEqual(t, worstY, 5e-7)
+		assert.LessOrEqual(t, worstD, 5e-7)
+		assert.Equal(t, float32(math.Inf(1)), y[n+1], "+Inf")
+		assert.True(t, math.IsNaN(float64(y[n+2])), "-Inf gives -Inf·0, as the float64 formula")
+		// Without the derivative, in place: the same values.
+		z := append([]float32(nil), x...)
+		GELUTanh32(z, z, nil)
+		assert.Equal(t, y[:n+1], z[:n+1])
+	})
+}
