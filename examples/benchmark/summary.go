@@ -103,7 +103,7 @@ func (s *summary) print() {
 		}
 		for _, f := range v.sizes {
 			n := f.size.name
-			row("5", n+": torch setting used (fastest)", f.env+"; "+f.kernel, "")
+			row("5", n+": torch setting used (fastest at the first size)", f.env+"; "+f.kernel, "")
 			row("5", n+": same work, speed ÷ torch ideal algorithm", fmt.Sprintf("%.2f (torch %.1f ms ÷ gopeft %s)", f.vsIdeal, f.torch["ideal_same"], ms(f.oursStep)), "≥ 1.0: "+goal(f.vsIdeal >= 1.0))
 			row("5", n+": same work, speed ÷ torch PEFT's algorithm", fmt.Sprintf("%.2f (torch %.1f ms ÷ gopeft %s)", f.vsPEFT, f.torch["peft_same"], ms(f.oursStep)), "≥ 1.0: "+goal(f.vsPEFT >= 1.0))
 			g := "none (reported)"

@@ -57,6 +57,9 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--variants", default="peft_same,ideal_same,users,eval_same,gemm")
     ap.add_argument("--shapes", default="", help="m,n,k,transB;... product shapes to time")
+    ap.add_argument("--serve", action="store_true",
+                    help="after the warm-up, read variant names from stdin, run each once and print its time "
+                         "(one JSON line per request): the caller interleaves torch with its own runs")
     a = ap.parse_args()
     variants = [v for v in a.variants.split(",") if v]
 
@@ -162,7 +165,19 @@ def main():
     timed = [v for v in variants if v in fns]
     for v in timed:  # warm-up
         fns[v]()
-        fns[v]()
+    if a.serve:
+        print(json.dumps({"ready": True, "torch": torch.__version__, "threads": torch.get_num_threads(),
+                          "env": {k: v for k, v in os.environ.items() if k.startswith(("OPENBLAS", "OMP_")) or k == "LD_PRELOAD"},
+                          "blas": blas_info()}), flush=True)
+        for line in sys.stdin:
+            v = line.strip()
+            if v not in fns:
+                print(json.dumps({"error": "unknown variant %r" % v}), flush=True)
+                continue
+            t0 = time.perf_counter()
+            fns[v]()
+            print(json.dumps({"variant": v, "ms": (time.perf_counter() - t0) * 1000}), flush=True)
+        return 0
     times = {v: [] for v in timed}
     for r in range(a.rounds):
         order = timed[r % len(timed):] + timed[: r % len(timed)] if timed else []
