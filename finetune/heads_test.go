@@ -1,8 +1,11 @@
 package finetune_test
 
 import (
+	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -16,6 +19,7 @@ import (
 
 	"github.com/gopeft/gopeft/finetune"
 	"github.com/gopeft/gopeft/internal/testmodels"
+	"github.com/gopeft/gopeft/registry"
 	"github.com/gopeft/gopeft/trainabletokens"
 )
 
@@ -680,8 +684,45 @@ func TestHeadsAdapterSaveLoadMerge(t *testing.T) {
 			plain, err := tm2.MergeAndUnload(true)
 			require.NoError(t, err)
 			assert.Equal(t, want, hc.logits(t, plain), "merged")
+
+			// With the head in the file (PEFT's modules_to_save keys), a
+			// fresh model with its untrained head gets everything back.
+			withHead := filepath.Join(t.TempDir(), "adapter-head")
+			require.NoError(t, tm.Save(withHead, "", trainabletokens.SaveOptions{ModulesToSave: true}))
+			keys := safetensorsNames(t, filepath.Join(withHead, trainabletokens.WeightsFile))
+			for _, h := range registry.TaskHeads(m) {
+				assert.Contains(t, keys, "base_model.model."+h.HFPath+".weight")
+				assert.Contains(t, keys, "base_model.model."+h.HFPath+".bias")
+			}
+			fresh3 := hc.fresh()
+			assert.Equal(t, base, hc.logits(t, fresh3))
+			tm3, err := trainabletokens.Load(fresh3, withHead, "")
+			require.NoError(t, err)
+			assert.Equal(t, want, hc.logits(t, fresh3), "loaded adapter with its head")
+			plain3, err := tm3.MergeAndUnload(true)
+			require.NoError(t, err)
+			assert.Equal(t, want, hc.logits(t, plain3), "merged, head from the file")
 		})
 	}
+}
+
+// safetensorsNames lists the tensor names of a safetensors file.
+func safetensorsNames(t *testing.T, file string) []string {
+	t.Helper()
+	data, err := os.ReadFile(file)
+	require.NoError(t, err)
+	require.Greater(t, len(data), 8)
+	n := binary.LittleEndian.Uint64(data[:8])
+	require.LessOrEqual(t, n, uint64(len(data)-8))
+	var header map[string]json.RawMessage
+	require.NoError(t, json.Unmarshal(data[8:8+n], &header))
+	var names []string
+	for k := range header {
+		if k != "__metadata__" {
+			names = append(names, k)
+		}
+	}
+	return names
 }
 
 // flat concatenates the values of tensors.
@@ -691,4 +732,30 @@ func flat(ts []mat.Tensor) []float64 {
 		out = append(out, x.Value().Data().F64()...)
 	}
 	return out
+}
+
+func TestModulesToSaveErrors(t *testing.T) {
+	mlm := testmodels.BERT(t)
+	tm, err := trainabletokens.New(mlm, trainabletokens.Config{TokenIndices: []int{5}}, "")
+	require.NoError(t, err)
+	err = tm.Save(filepath.Join(t.TempDir(), "a"), "", trainabletokens.SaveOptions{ModulesToSave: true})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "has no task head")
+
+	// A head of 5 labels does not load into a model with 4.
+	tc := tokenClassifier(t, 1)
+	tm, err = trainabletokens.New(tc, trainabletokens.Config{TokenIndices: []int{5}}, "")
+	require.NoError(t, err)
+	dir := filepath.Join(t.TempDir(), "b")
+	require.NoError(t, tm.Save(dir, "", trainabletokens.SaveOptions{ModulesToSave: true}))
+	b := bertEncoder(t, 4)
+	other := bert.NewModelForTokenClassification[float32](b)
+	_, err = trainabletokens.Load(other, dir, "")
+	require.ErrorIs(t, err, trainabletokens.ErrInvalidAdapterFile)
+	assert.Regexp(t, `head tensor "base_model\.model\.classifier\.(weight|bias)" has shape \[5( 32)?\]; the model's head has \[4( 32)?\]`, err.Error())
+
+	// The same file on a masked LM: the head tensor names no module of it.
+	_, err = trainabletokens.Load(testmodels.BERT(t), dir, "")
+	require.ErrorIs(t, err, trainabletokens.ErrInvalidAdapterFile)
+	assert.Contains(t, err.Error(), "base_model.model.classifier.")
 }

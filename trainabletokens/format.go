@@ -115,6 +115,14 @@ type SaveOptions struct {
 	// decoder, .base_layer.bias ([V]). The file then carries the resized
 	// vocabulary itself; it grows by V·dim values per module.
 	SaveEmbeddingLayers bool
+	// ModulesToSave also writes the model's task head (a classifier
+	// trained with the rows, as PEFT's modules_to_save trains it) under
+	// PEFT's saved modules_to_save keys: base_model.model.<module>.weight
+	// and .bias, with transformers' module names ("classifier",
+	// "qa_outputs", "classification_head.dense"/".out_proj"). Load copies
+	// them into the model's head, replacing its values (Unload and Delete
+	// do not restore them). Save fails on a model without a task head.
+	ModulesToSave bool
 }
 
 // LoadOptions tunes Load and LoadAdapter.

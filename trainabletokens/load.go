@@ -175,6 +175,9 @@ func loadNew(model nn.Model, src *source, name string, o LoadOptions) (*Model, e
 		m.unload()
 		return nil, err
 	}
+	for _, hp := range p.heads {
+		hp.apply()
+	}
 	return m, nil
 }
 
@@ -196,6 +199,9 @@ func (m *Model) loadAdapter(src *source, name string, o LoadOptions) error {
 	}
 	if err := p.fill(a); err != nil {
 		return err
+	}
+	for _, hp := range p.heads {
+		hp.apply()
 	}
 	m.adapters[name] = a
 	m.names = append(m.names, name)

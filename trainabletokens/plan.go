@@ -26,6 +26,7 @@ type loadPlan struct {
 	cfg    Config
 	tables []*registry.Table
 	rows   map[string]*tableRows // by table HFPath
+	heads  []headPart            // task head values (SaveOptions.ModulesToSave)
 }
 
 type tableRows struct {
@@ -102,7 +103,16 @@ func plan(l *registry.Layout, src *source, o LoadOptions) (*loadPlan, error) {
 	byTable := map[*registry.Table][]*safetensors.TensorInfo{}
 	primary := map[*registry.Table]*safetensors.TensorInfo{}
 	var baseLayers []*safetensors.TensorInfo
+	var heads []headPart
 	for _, t := range h.Tensors {
+		if p, ok := headOf(l.Model, t.Name); ok { // the task head (heads.go)
+			hp, err := readHead(h, src, t, p, fe)
+			if err != nil {
+				return nil, err
+			}
+			heads = append(heads, hp)
+			continue
+		}
 		if _, _, ok := baseLayerOf(t.Name); ok {
 			baseLayers = append(baseLayers, t) // checked below
 			continue
@@ -134,7 +144,7 @@ func plan(l *registry.Layout, src *source, o LoadOptions) (*loadPlan, error) {
 	}
 
 	k := len(cfg.TokenIndices)
-	p := &loadPlan{cfg: cfg, tables: tables, rows: map[string]*tableRows{}}
+	p := &loadPlan{cfg: cfg, tables: tables, rows: map[string]*tableRows{}, heads: heads}
 	for _, tab := range tables {
 		ts := byTable[tab]
 		if len(ts) == 0 {

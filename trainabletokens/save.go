@@ -153,6 +153,13 @@ func (m *Model) encode(name string, opts SaveOptions) (map[string][]byte, error)
 		meta[metaVocabPrefix+tab.HFPath] = strconv.Itoa(len(tab.Embedding.Weights))
 		meta[metaDimPrefix+tab.HFPath] = strconv.Itoa(dim)
 	}
+	if opts.ModulesToSave {
+		heads, err := headTensors(m.base)
+		if err != nil {
+			return nil, err
+		}
+		tensors = append(tensors, heads...)
+	}
 	st, err := safetensors.Encode(meta, tensors)
 	if err != nil {
 		return nil, err
