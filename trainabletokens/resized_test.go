@@ -138,3 +138,39 @@ func TestLoadPEFTPickle(t *testing.T) {
 	tokens := bertTokens(m, 200, 5, 100)
 	assertBits(t, bertOut(t, tm2, m2, tokens), bertOut(t, tm, m, tokens))
 }
+
+// The new-token workflow from PyTorch (testdata/peft/bert-tiny-newtokens,
+// written by make_fixtures.py as transformers + PEFT save it: the adapter
+// plus the tokenizer with added_tokens.json): the tokenizer next to the
+// adapter names the added tokens; growing the model with them gives the
+// same ids, and the adapter loads.
+func TestLoadPEFTNewTokenDirectory(t *testing.T) {
+	dir := fixture("bert-tiny-newtokens")
+	adTok, err := newtokens.LoadTokenizer(dir)
+	require.NoError(t, err)
+	require.Equal(t, 1042, adTok.VocabSize())
+	var words []string
+	var ids []int
+	for _, a := range adTok.Added() {
+		words, ids = append(words, a.Content), append(ids, a.ID)
+	}
+	require.Equal(t, newWords, words)
+
+	m := testmodels.BERT(t)
+	baseTok, err := newtokens.LoadTokenizer(testmodels.Dir("bert-tiny"))
+	require.NoError(t, err)
+	res, err := newtokens.AddTokens(m, baseTok, words, nil)
+	require.NoError(t, err)
+	require.Equal(t, ids, res.IDs, "the model grown here gives the words the tokenizer's ids")
+	enc, _, err := adTok.Encode("the zorblax is red .")
+	require.NoError(t, err)
+	assert.Contains(t, enc, 1038)
+
+	tm, err := Load(m, dir, "")
+	require.NoError(t, err)
+	rs, err := tm.Rows(DefaultAdapterName, "")
+	require.NoError(t, err)
+	for k, id := range ids {
+		assert.Equal(t, fixtureRow(id, 32), paramValues(rs[k]), "row of id %d", id)
+	}
+}

@@ -26,6 +26,8 @@ is tested against PEFT's layout rather than against gopeft's own writer:
   bert-tiny-resized/  PEFT's default output after a vocabulary resize (see
                    write_resized_bert): deltas plus the whole embedding
                    layers, ...base_layer.weight/.bias (needs torch).
+  bert-tiny-newtokens/  new words added in transformers, the adapter and the
+                   tokenizer saved together (see write_newtokens_bert).
   bert-tiny-bin/   the bert-tiny adapter as adapter_model.bin (torch.save,
                    PEFT's safe_serialization=False; needs torch).
   bart-tiny/       BartForConditionalGeneration, target_modules=None ->
@@ -231,6 +233,37 @@ def write_bin_bert():
         f.write(buf.getvalue())
     with open(os.path.join(out, "adapter_config.json"), "w") as f:
         f.write(json.dumps(cfg, indent=2, sort_keys=True))
+
+
+def write_newtokens_bert():
+    """bert-tiny-newtokens/: the new-token workflow as transformers + PEFT
+    leave it: tokenizer.add_tokens(["zorblax", "quindle", "flumph",
+    "vintral"]), model.resize_token_embeddings(len(tokenizer)), a Trainable
+    Tokens adapter on the new ids, then peft_model.save_pretrained(dir,
+    save_embedding_layers=False) and tokenizer.save_pretrained(dir), so that
+    AutoPeftModel.from_pretrained(dir) resizes the base itself. The
+    tokenizer files follow BertTokenizer.save_pretrained: vocab.txt holds the
+    base vocabulary only, the added tokens are in added_tokens.json and in
+    tokenizer_config.json's added_tokens_decoder."""
+    bert = ("BertForMaskedLM", "transformers.models.bert.modeling_bert", "gopeft/bert-tiny")
+    words = ["zorblax", "quindle", "flumph", "vintral"]
+    with open(os.path.join(HERE, "..", "bert-tiny", "vocab.txt"), encoding="utf-8") as f:
+        vocab = f.read()
+    v = len(vocab.splitlines())
+    ids = list(range(v, v + len(words)))
+    write_adapter("bert-tiny-newtokens", peft_config(ids, "bert.embeddings.word_embeddings", True, *bert),
+                  ["bert.embeddings.word_embeddings", "cls.predictions.decoder"], 32)
+    out = os.path.join(HERE, "bert-tiny-newtokens")
+    with open(os.path.join(HERE, "..", "bert-tiny", "tokenizer_config.json")) as f:
+        tc = json.load(f)
+    tc["added_tokens_decoder"] = {str(i): {"content": w, "lstrip": False, "normalized": True, "rstrip": False,
+                                           "single_word": False, "special": False} for i, w in zip(ids, words)}
+    with open(os.path.join(out, "tokenizer_config.json"), "w") as f:
+        f.write(json.dumps(tc, indent=2, sort_keys=True) + "\n")
+    with open(os.path.join(out, "vocab.txt"), "w", encoding="utf-8") as f:
+        f.write(vocab)
+    with open(os.path.join(out, "added_tokens.json"), "w") as f:
+        f.write(json.dumps(dict(zip(words, ids)), indent=2) + "\n")
 
 
 def base_row(token_id, dim):
@@ -490,6 +523,7 @@ def main(argv):
         write_all()
         write_resized_bert()
         write_bin_bert()
+        write_newtokens_bert()
         return
     jobs = []
     i = 0
