@@ -539,7 +539,8 @@ func (t *Tokenizer) encodePlain(text string) ([]int, []string, error) {
 }
 
 // EncodeSpecial is Encode plus the model's sequence markers: [CLS] … [SEP]
-// for BERT, <s> … </s> for BART (as cybertron's task tokenizers add them).
+// for BERT, <s> … </s> for BART (as cybertron's task tokenizers add them),
+// … </s> for a byte-level vocabulary without <s> (Marian, Pegasus).
 func (t *Tokenizer) EncodeSpecial(text string) ([]int, []string, error) {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
@@ -553,6 +554,10 @@ func (t *Tokenizer) EncodeSpecial(text string) ([]int, []string, error) {
 	}
 	fid, ok1 := t.idLocked(first)
 	lid, ok2 := t.idLocked(last)
+	if !ok1 && t.kind == KindBART && ok2 {
+		// Marian and Pegasus have no <s>: their sequences end with </s> only.
+		return append(ids, lid), append(toks, last), nil
+	}
 	if !ok1 || !ok2 {
 		return nil, nil, fmt.Errorf("newtokens: vocabulary lacks %s or %s", first, last)
 	}
