@@ -174,3 +174,24 @@ func TestLoadPEFTNewTokenDirectory(t *testing.T) {
 		assert.Equal(t, fixtureRow(id, 32), paramValues(rs[k]), "row of id %d", id)
 	}
 }
+
+// The same for BART (testdata/peft/bart-tiny-resized): the four tied deltas
+// and their whole layers load into a BART grown to 1104 tokens.
+func TestLoadPEFTResizedOutputBART(t *testing.T) {
+	m := testmodels.BART(t)
+	tok, err := newtokens.LoadTokenizer(testmodels.Dir("bart-tiny"))
+	require.NoError(t, err)
+	res, err := newtokens.AddTokens(m, tok, newWords, nil)
+	require.NoError(t, err)
+	require.Equal(t, []int{1100, 1101, 1102, 1103}, res.IDs)
+	tm, err := Load(m, fixture("bart-tiny-resized"), "")
+	require.NoError(t, err)
+	rs, err := tm.Rows(DefaultAdapterName, "")
+	require.NoError(t, err)
+	for k, id := range res.IDs {
+		assert.Equal(t, fixtureRow(id, 32), paramValues(rs[k]), "row of id %d", id)
+	}
+	_, err = Load(testmodels.BART(t), fixture("bart-tiny-resized"), "")
+	require.ErrorIs(t, err, ErrInvalidAdapterFile)
+	assert.Contains(t, err.Error(), "grow the model first with newtokens.AddTokens")
+}

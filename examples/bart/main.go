@@ -140,8 +140,18 @@ func run(out string, epochs int, lr float64, quiet bool) error {
 	}
 	fmt.Printf("exact matches: %d of %d before training, %d after\n", correctBefore, len(evalPairs), correct)
 
+	// PyTorch can load it the documented way: the base as it was (absolute
+	// path) and the tokenizer with the added words next to the adapter, so
+	// AutoPeftModel resizes the base (README "Take it to PyTorch").
 	adapterDir := filepath.Join(out, "bart-adapter")
-	if err := tm.Save(adapterDir, "", trainabletokens.SaveOptions{BaseModelNameOrPath: dir}); err != nil {
+	absDir, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+	if err := tm.Save(adapterDir, "", trainabletokens.SaveOptions{BaseModelNameOrPath: absDir}); err != nil {
+		return err
+	}
+	if err := newtokens.WriteTokenizerFiles(adapterDir, tok, dir); err != nil {
 		return err
 	}
 	plain, err := tm.MergeAndUnload(true)

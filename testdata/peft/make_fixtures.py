@@ -26,6 +26,7 @@ is tested against PEFT's layout rather than against gopeft's own writer:
   bert-tiny-resized/  PEFT's default output after a vocabulary resize (see
                    write_resized_bert): deltas plus the whole embedding
                    layers, ...base_layer.weight/.bias (needs torch).
+  bart-tiny-resized/  the same for BART (see write_resized_bart).
   bert-tiny-newtokens/  new words added in transformers, the adapter and the
                    tokenizer saved together (see write_newtokens_bert).
   bert-tiny-bin/   the bert-tiny adapter as adapter_model.bin (torch.save,
@@ -204,6 +205,35 @@ def write_resized_bert():
                 for m in ("bert.embeddings.word_embeddings", "cls.predictions.decoder")]
     tensors.append(("base_model.model.cls.predictions.decoder.base_layer.bias", "F32", (v + new,),
                     grown_bias.numpy().astype("<f4").tobytes()))
+    with open(os.path.join(out, "adapter_config.json"), "w") as f:
+        f.write(json.dumps(cfg, indent=2, sort_keys=True))
+    with open(os.path.join(out, "adapter_model.safetensors"), "wb") as f:
+        f.write(safetensors_bytes(tensors, {"format": "pt"}))
+
+
+def write_resized_bart():
+    """bart-tiny-resized/: as bert-tiny-resized for BartForConditionalGeneration
+    resized to 1104: the four tied deltas (model.shared, the encoder's and
+    decoder's embed_tokens, lm_head) and each module's whole layer
+    <module>.base_layer.weight [1104, 32] (the same shared table; lm_head has
+    no bias, final_logits_bias is a buffer PEFT does not save)."""
+    import torch
+
+    sd = torch.load(os.path.join(HERE, "..", "bart-tiny", "pytorch_model.bin"), map_location="cpu")
+    table = sd["model.shared.weight"].to(torch.float32)
+    v, dim = table.shape
+    new = 4
+    extra = torch.tensor([base_row(v + i, dim) for i in range(new)], dtype=torch.float32)
+    layer = torch.cat([table, extra]).contiguous().numpy().astype("<f4").tobytes()
+    ids = [v + i for i in range(new)]
+    bart = ("BartForConditionalGeneration", "transformers.models.bart.modeling_bart", "gopeft/bart-tiny")
+    cfg = peft_config(ids, "model.shared", True, *bart)
+    out = os.path.join(HERE, "bart-tiny-resized")
+    os.makedirs(out, exist_ok=True)
+    delta = b"".join(struct.pack("<%df" % dim, *row(i, dim)) for i in ids)
+    mods = ("model.shared", "model.encoder.embed_tokens", "model.decoder.embed_tokens", "lm_head")
+    tensors = [("base_model.model.%s.trainable_tokens_delta" % m, "F32", (len(ids), dim), delta) for m in mods]
+    tensors += [("base_model.model.%s.base_layer.weight" % m, "F32", (v + new, dim), layer) for m in mods]
     with open(os.path.join(out, "adapter_config.json"), "w") as f:
         f.write(json.dumps(cfg, indent=2, sort_keys=True))
     with open(os.path.join(out, "adapter_model.safetensors"), "wb") as f:
@@ -522,6 +552,7 @@ def main(argv):
     if not argv:
         write_all()
         write_resized_bert()
+        write_resized_bart()
         write_bin_bert()
         write_newtokens_bert()
         return
