@@ -67,7 +67,11 @@ func MaskedLMLogits(m *bert.ModelForMaskedLM, tokens []string, positions []int, 
 
 // SequenceClassificationLogits returns the classifier logits (labels×1) of
 // one sequence: cybertron's Classify, training-safe.
-func SequenceClassificationLogits(m *bert.ModelForSequenceClassification, tokens []string) (mat.Tensor, error) {
+func SequenceClassificationLogits(m *bert.ModelForSequenceClassification, tokens []string, fwd ...Forward) (mat.Tensor, error) {
+	f, err := oneForward(fwd)
+	if err != nil {
+		return nil, err
+	}
 	if err := checkSequenceClassification(training, m); err != nil {
 		return nil, err
 	}
@@ -75,7 +79,7 @@ func SequenceClassificationLogits(m *bert.ModelForSequenceClassification, tokens
 	if err != nil {
 		return nil, err
 	}
-	return seqClassHead(m)(bertHidden(m.Bert, []bertInput{in}, firstPositions(1))), nil
+	return seqClassHead(m)(bertHidden(f, m.Bert, []bertInput{in}, firstPositions(1))), nil
 }
 
 // bertInput is a validated BERT sequence: token ids and token types.

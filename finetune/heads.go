@@ -123,8 +123,8 @@ func checkLinear(what string, l *linear.Model, in int) (int, error) {
 // bertHidden returns the hidden states of the sequences at the given
 // positions, in order, as the columns of a dim×m matrix: the fused op when
 // the encoder's weights are frozen, else the per-token graph.
-func bertHidden(m *bert.Model, inputs []bertInput, positions [][]int) mat.Tensor {
-	if h := fusedBERTHidden(m, inputs, positions); h != nil {
+func bertHidden(fwd Forward, m *bert.Model, inputs []bertInput, positions [][]int) mat.Tensor {
+	if h := fusedBERTHidden(fwd, m, inputs, positions); h != nil {
 		return h
 	}
 	g := newGraph()
@@ -138,7 +138,10 @@ func bertHidden(m *bert.Model, inputs []bertInput, positions [][]int) mat.Tensor
 	return columns(cols)
 }
 
-func fusedBERTHidden(m *bert.Model, inputs []bertInput, positions [][]int) mat.Tensor {
+func fusedBERTHidden(fwd Forward, m *bert.Model, inputs []bertInput, positions [][]int) mat.Tensor {
+	if fwd == ForwardGraph {
+		return nil
+	}
 	switch m.Embeddings.Tokens.Weights[0].Value().(type) {
 	case *mat.Dense[float32]:
 		if f, ok := fusedBERTOf[float32](training, m, nil); ok {
@@ -172,7 +175,11 @@ func firstPositions(n int) [][]int {
 
 // TokenClassificationLogits returns the classifier logits
 // (labels×len(tokens)) of every token: cybertron's Classify, training-safe.
-func TokenClassificationLogits(m *bert.ModelForTokenClassification, tokens []string) (mat.Tensor, error) {
+func TokenClassificationLogits(m *bert.ModelForTokenClassification, tokens []string, fwd ...Forward) (mat.Tensor, error) {
+	f, err := oneForward(fwd)
+	if err != nil {
+		return nil, err
+	}
 	if err := checkTokenClassification(m); err != nil {
 		return nil, err
 	}
@@ -184,27 +191,34 @@ func TokenClassificationLogits(m *bert.ModelForTokenClassification, tokens []str
 	for i := range all {
 		all[i] = i
 	}
-	return headLogits(m.Classifier)(bertHidden(m.Bert, []bertInput{in}, [][]int{all})), nil
+	return headLogits(m.Classifier)(bertHidden(f, m.Bert, []bertInput{in}, [][]int{all})), nil
 }
 
 // TokenClassificationLoss is the mean cross entropy over every labelled
 // token of the batch (token-level mean, as Hugging Face computes it).
-func TokenClassificationLoss(model *bert.ModelForTokenClassification, batch []TokenClassificationExample) (mat.Tensor, error) {
+func TokenClassificationLoss(model *bert.ModelForTokenClassification, batch []TokenClassificationExample, fwd ...Forward) (mat.Tensor, error) {
+	f, err := oneForward(fwd)
+	if err != nil {
+		return nil, err
+	}
 	inputs, positions, targets, err := prepareTokenClassification(model, batch)
 	if err != nil {
 		return nil, err
 	}
-	return lossOfMatrix(headLogits(model.Classifier), bertHidden(model.Bert, inputs, positions), targets)
+	return lossOfMatrix(headLogits(model.Classifier), bertHidden(f, model.Bert, inputs, positions), targets)
 }
 
 // TokenClassificationTask returns the Task of TokenClassificationLoss over
 // examples, all validated now.
-func TokenClassificationTask(model *bert.ModelForTokenClassification, examples []TokenClassificationExample) (*Task, error) {
+func TokenClassificationTask(model *bert.ModelForTokenClassification, examples []TokenClassificationExample, fwd ...Forward) (*Task, error) {
+	if _, err := oneForward(fwd); err != nil {
+		return nil, err
+	}
 	if _, _, _, err := prepareTokenClassification(model, examples); err != nil {
 		return nil, err
 	}
 	return &Task{Size: len(examples), Model: model, Loss: func(batch []int) (mat.Tensor, error) {
-		return TokenClassificationLoss(model, pick(examples, batch))
+		return TokenClassificationLoss(model, pick(examples, batch), fwd...)
 	}}, nil
 }
 
@@ -261,7 +275,11 @@ func prepareTokenClassification(model *bert.ModelForTokenClassification, batch [
 // QuestionAnsweringLogits returns the span logits (2×len(tokens): row 0 the
 // start scores, row 1 the end scores) of every token: cybertron's Answer,
 // training-safe.
-func QuestionAnsweringLogits(m *bert.ModelForQuestionAnswering, tokens []string) (mat.Tensor, error) {
+func QuestionAnsweringLogits(m *bert.ModelForQuestionAnswering, tokens []string, fwd ...Forward) (mat.Tensor, error) {
+	f, err := oneForward(fwd)
+	if err != nil {
+		return nil, err
+	}
 	if err := checkQuestionAnswering(m); err != nil {
 		return nil, err
 	}
@@ -269,7 +287,7 @@ func QuestionAnsweringLogits(m *bert.ModelForQuestionAnswering, tokens []string)
 	if err != nil {
 		return nil, err
 	}
-	return headLogits(m.Classifier)(bertHidden(m.Bert, []bertInput{in}, [][]int{allPositions(len(tokens))})), nil
+	return headLogits(m.Classifier)(bertHidden(f, m.Bert, []bertInput{in}, [][]int{allPositions(len(tokens))})), nil
 }
 
 func allPositions(n int) []int {
@@ -284,7 +302,11 @@ func allPositions(n int) []int {
 // per sequence, the cross entropy of the start scores (over the sequence's
 // tokens) against Start plus that of the end scores against End, halved,
 // and averaged over the batch.
-func QuestionAnsweringLoss(model *bert.ModelForQuestionAnswering, batch []QuestionAnsweringExample) (mat.Tensor, error) {
+func QuestionAnsweringLoss(model *bert.ModelForQuestionAnswering, batch []QuestionAnsweringExample, fwd ...Forward) (mat.Tensor, error) {
+	f, err := oneForward(fwd)
+	if err != nil {
+		return nil, err
+	}
 	inputs, err := prepareQuestionAnswering(model, batch)
 	if err != nil {
 		return nil, err
@@ -297,7 +319,7 @@ func QuestionAnsweringLoss(model *bert.ModelForQuestionAnswering, batch []Questi
 		spans[i] = qaSpan{off: off, n: len(ex.Tokens), start: ex.Start, end: ex.End}
 		off += len(ex.Tokens)
 	}
-	y := headLogits(model.Classifier)(bertHidden(model.Bert, inputs, positions))
+	y := headLogits(model.Classifier)(bertHidden(f, model.Bert, inputs, positions))
 	if rows.DType(y.Value().(mat.Matrix)) == "" {
 		return nil, unsupportedf("span logits of type %T", y.Value())
 	}
@@ -306,12 +328,15 @@ func QuestionAnsweringLoss(model *bert.ModelForQuestionAnswering, batch []Questi
 
 // QuestionAnsweringTask returns the Task of QuestionAnsweringLoss over
 // examples, all validated now.
-func QuestionAnsweringTask(model *bert.ModelForQuestionAnswering, examples []QuestionAnsweringExample) (*Task, error) {
+func QuestionAnsweringTask(model *bert.ModelForQuestionAnswering, examples []QuestionAnsweringExample, fwd ...Forward) (*Task, error) {
+	if _, err := oneForward(fwd); err != nil {
+		return nil, err
+	}
 	if _, err := prepareQuestionAnswering(model, examples); err != nil {
 		return nil, err
 	}
 	return &Task{Size: len(examples), Model: model, Loss: func(batch []int) (mat.Tensor, error) {
-		return QuestionAnsweringLoss(model, pick(examples, batch))
+		return QuestionAnsweringLoss(model, pick(examples, batch), fwd...)
 	}}, nil
 }
 
@@ -424,17 +449,25 @@ func (o *spanLoss) Backward(gy mat.Tensor) error {
 // BARTSequenceClassificationLogits returns the classification logits
 // (labels×1) of one sequence: cybertron's ModelForSequenceClassification
 // Forward, training-safe.
-func BARTSequenceClassificationLogits(m *bart.ModelForSequenceClassification, ids []int) (mat.Tensor, error) {
+func BARTSequenceClassificationLogits(m *bart.ModelForSequenceClassification, ids []int, fwd ...Forward) (mat.Tensor, error) {
+	f, err := oneForward(fwd)
+	if err != nil {
+		return nil, err
+	}
 	s, err := prepareBARTClassification(m, []BARTClassificationExample{{Source: ids}})
 	if err != nil {
 		return nil, err
 	}
-	return bartClassHead(m)(bartLastStates(s, [][]int{ids})), nil
+	return bartClassHead(m)(bartLastStates(f, s, [][]int{ids})), nil
 }
 
 // BARTSequenceClassificationLoss is the mean cross entropy of the
 // classification head over the batch.
-func BARTSequenceClassificationLoss(model *bart.ModelForSequenceClassification, batch []BARTClassificationExample) (mat.Tensor, error) {
+func BARTSequenceClassificationLoss(model *bart.ModelForSequenceClassification, batch []BARTClassificationExample, fwd ...Forward) (mat.Tensor, error) {
+	f, err := oneForward(fwd)
+	if err != nil {
+		return nil, err
+	}
 	s, err := prepareBARTClassification(model, batch)
 	if err != nil {
 		return nil, err
@@ -444,17 +477,20 @@ func BARTSequenceClassificationLoss(model *bart.ModelForSequenceClassification, 
 	for i, ex := range batch {
 		sources[i], targets[i] = ex.Source, ex.Label
 	}
-	return lossOfMatrix(bartClassHead(model), bartLastStates(s, sources), targets)
+	return lossOfMatrix(bartClassHead(model), bartLastStates(f, s, sources), targets)
 }
 
 // BARTSequenceClassificationTask returns the Task of
 // BARTSequenceClassificationLoss over examples, all validated now.
-func BARTSequenceClassificationTask(model *bart.ModelForSequenceClassification, examples []BARTClassificationExample) (*Task, error) {
+func BARTSequenceClassificationTask(model *bart.ModelForSequenceClassification, examples []BARTClassificationExample, fwd ...Forward) (*Task, error) {
+	if _, err := oneForward(fwd); err != nil {
+		return nil, err
+	}
 	if _, err := prepareBARTClassification(model, examples); err != nil {
 		return nil, err
 	}
 	return &Task{Size: len(examples), Model: model, Loss: func(batch []int) (mat.Tensor, error) {
-		return BARTSequenceClassificationLoss(model, pick(examples, batch))
+		return BARTSequenceClassificationLoss(model, pick(examples, batch), fwd...)
 	}}, nil
 }
 
@@ -472,7 +508,7 @@ func bartDecoderInput(ids []int) []int {
 
 // bartLastStates returns the decoder's hidden state at the last position
 // of every sequence, as the columns of a dim×len(sources) matrix.
-func bartLastStates(s seq2Seq, sources [][]int) mat.Tensor {
+func bartLastStates(fwd Forward, s seq2Seq, sources [][]int) mat.Tensor {
 	decIns := make([][]int, len(sources))
 	last := make([]int, len(sources))
 	off := 0
@@ -481,7 +517,7 @@ func bartLastStates(s seq2Seq, sources [][]int) mat.Tensor {
 		off += len(src)
 		last[i] = off - 1
 	}
-	if h := fusedSeq2Seq(ForwardAuto, s, sources, decIns); h != nil {
+	if h := fusedSeq2Seq(fwd, s, sources, decIns); h != nil {
 		return pickColumns(h, last)
 	}
 	g := newGraph()

@@ -323,6 +323,14 @@ func TestHeadsRejectBadInput(t *testing.T) {
 			_, err := finetune.TokenClassificationLogits(nil, headSentences[0])
 			return err
 		}, "nil"},
+		{"unknown Forward", func() error {
+			_, err := finetune.QuestionAnsweringLogits(qa, headSentences[0], finetune.Forward(7))
+			return err
+		}, "unknown Forward 7"},
+		{"two Forwards", func() error {
+			_, err := finetune.BARTSequenceClassificationTask(bc, []finetune.BARTClassificationExample{{Source: []int{0, 5, 2}}}, finetune.ForwardAuto, finetune.ForwardGraph)
+			return err
+		}, "at most one Forward"},
 		{"head of a masked LM", func() error {
 			_, err := finetune.HeadParams(testmodels.BERT(t))
 			return err
@@ -758,4 +766,24 @@ func TestModulesToSaveErrors(t *testing.T) {
 	_, err = trainabletokens.Load(testmodels.BERT(t), dir, "")
 	require.ErrorIs(t, err, trainabletokens.ErrInvalidAdapterFile)
 	assert.Contains(t, err.Error(), "base_model.model.classifier.")
+}
+
+// ForwardGraph on a frozen model gives the fused path's logits (to float
+// rounding) for every head.
+func TestHeadsForwardOption(t *testing.T) {
+	tc := tokenClassifier(t, 31)
+	bc := bartClassifier(t, 32)
+	finetune.SetRequiresGrad(tc, false)
+	finetune.SetRequiresGrad(bc, false)
+	auto, err := finetune.TokenClassificationLogits(tc, headSentences[1])
+	require.NoError(t, err)
+	graph, err := finetune.TokenClassificationLogits(tc, headSentences[1], finetune.ForwardGraph)
+	require.NoError(t, err)
+	assert.LessOrEqual(t, maxAbsDiff(t, auto, graph), forwardTolerance)
+	autoB, err := finetune.BARTSequenceClassificationLogits(bc, bartSources[2])
+	require.NoError(t, err)
+	graphB, err := finetune.BARTSequenceClassificationLogits(bc, bartSources[2], finetune.ForwardGraph)
+	require.NoError(t, err)
+	assert.LessOrEqual(t, maxAbsDiff(t, autoB, graphB), forwardTolerance)
+	assert.NotEqual(t, autoB.Value().Data().F64(), graphB.Value().Data().F64(), "two different paths (bit-identical would mean one path ran twice)")
 }

@@ -147,7 +147,11 @@ func checkTargets(ex MaskedExample, classes int) error {
 
 // SequenceClassificationLoss is the mean cross entropy of the classifier
 // (Classifier(Pooler(hidden[0]))) over the batch.
-func SequenceClassificationLoss(model *bert.ModelForSequenceClassification, batch []ClassificationExample) (mat.Tensor, error) {
+func SequenceClassificationLoss(model *bert.ModelForSequenceClassification, batch []ClassificationExample, fwd ...Forward) (mat.Tensor, error) {
+	f, err := oneForward(fwd)
+	if err != nil {
+		return nil, err
+	}
 	inputs, err := prepareSequenceClassification(model, batch)
 	if err != nil {
 		return nil, err
@@ -157,7 +161,7 @@ func SequenceClassificationLoss(model *bert.ModelForSequenceClassification, batc
 		targets[i] = ex.Label
 	}
 	// Fused when the encoder is frozen (heads.go); the head may be trainable.
-	return lossOfMatrix(seqClassHead(model), bertHidden(model.Bert, inputs, firstPositions(len(batch))), targets)
+	return lossOfMatrix(seqClassHead(model), bertHidden(f, model.Bert, inputs, firstPositions(len(batch))), targets)
 }
 
 func prepareSequenceClassification(model *bert.ModelForSequenceClassification, batch []ClassificationExample) ([]bertInput, error) {

@@ -42,12 +42,15 @@ func MaskedLMTask(model *bert.ModelForMaskedLM, examples []MaskedExample, logits
 
 // SequenceClassificationTask returns the Task of SequenceClassificationLoss
 // over examples, all validated now.
-func SequenceClassificationTask(model *bert.ModelForSequenceClassification, examples []ClassificationExample) (*Task, error) {
+func SequenceClassificationTask(model *bert.ModelForSequenceClassification, examples []ClassificationExample, fwd ...Forward) (*Task, error) {
+	if _, err := oneForward(fwd); err != nil {
+		return nil, err
+	}
 	if _, err := prepareSequenceClassification(model, examples); err != nil {
 		return nil, err
 	}
 	return &Task{Size: len(examples), Model: model, Loss: func(batch []int) (mat.Tensor, error) {
-		return SequenceClassificationLoss(model, pick(examples, batch))
+		return SequenceClassificationLoss(model, pick(examples, batch), fwd...)
 	}}, nil
 }
 
