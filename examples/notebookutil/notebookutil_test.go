@@ -58,3 +58,20 @@ func TestLossCurvePNGErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestLossCurvePNGFallingToZero: a run whose loss reaches 0 (log scale
+// with a floor) still draws, at the requested size.
+func TestLossCurvePNGFallingToZero(t *testing.T) {
+	losses := []float64{15, 9, 3, 0.5, 0.01, 1e-5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+	b, err := LossCurvePNG(losses, 640, 360)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := png.Decode(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := img.Bounds().Size(); got.X != 640 || got.Y != 360 {
+		t.Fatalf("size %v, want 640×360", got)
+	}
+}
