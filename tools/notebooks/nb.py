@@ -120,6 +120,9 @@ def check():
 # Lines gomacro (gophernotes) prints into a cell's output while it imports
 # a package: not part of what the notebook shows.
 GOMACRO_CHATTER = re.compile(r"^// (warning|debug): ")
+# cybertron's converter prints this (with a temporary path) on stdout while
+# it converts a Hugging Face checkpoint; .ci/run drops it from test logs too.
+CONVERTER_CHATTER = re.compile(r'^Serializing model to ".*"\.\.\. Done\.\s*$')
 
 
 def kernel_of(nb):
@@ -141,12 +144,21 @@ def normalise(nb):
             continue
         c.execution_count = None
         c.metadata = {}
-        outs = []
+        # Kernels send a stream in pieces (one line may arrive in several):
+        # join consecutive pieces of a stream before filtering lines.
+        joined = []
         for o in c.get("outputs", []):
+            if o.output_type == "stream" and joined and joined[-1].output_type == "stream" and joined[-1].name == o.name:
+                joined[-1].text += o.text
+            else:
+                joined.append(o)
+        outs = []
+        for o in joined:
             if o.output_type == "stream":
                 lines = o.text.splitlines(keepends=True)
                 if gophernotes:
                     lines = [l for l in lines if not GOMACRO_CHATTER.match(l)]
+                lines = [l for l in lines if not CONVERTER_CHATTER.match(l)]
                 text = paths("".join(lines))
                 if not text:
                     continue
@@ -231,18 +243,24 @@ def run(src, dst, kernel_log=os.devnull):
 
     nb = nbformat.read(src, as_version=4)
     client = NotebookClient(nb, timeout=900, resources={"metadata": {"path": os.path.dirname(os.path.abspath(src))}})
+    import shutil
+    import subprocess
+    import tempfile
+
     env = dict(os.environ)
-    private = None
+    # A private temporary directory per run: the GoNB notebooks pass files
+    # between cells through $TMPDIR/gopeft-gonb-NAME, which another run on
+    # the same machine (another checkout's CI) would otherwise share.
+    private = [tempfile.mkdtemp(prefix="gopeft-nb-")]
+    env["TMPDIR"] = private[0]
     if kernel_of(nb) == "gophernotes":
         # gomacro builds its import plugins under $GOPATH/src/gomacro.imports
         # and every gophernotes kernel empties that directory at its first
-        # import, so two kernels on one machine (another checkout's CI) break
-        # each other's builds. A private GOPATH (same module cache) isolates it.
-        import subprocess
-        import tempfile
+        # import, so two kernels on one machine break each other's builds.
+        # A private GOPATH (same module cache) isolates it.
         env["GOMODCACHE"] = subprocess.run(["go", "env", "GOMODCACHE"], capture_output=True, text=True, check=True).stdout.strip()
-        private = tempfile.mkdtemp(prefix="gopeft-gomacro-")
-        env["GOPATH"] = private
+        private.append(tempfile.mkdtemp(prefix="gopeft-gomacro-"))
+        env["GOPATH"] = private[-1]
     failed = None
     try:
         with open(kernel_log, "ab") as log:
@@ -251,9 +269,8 @@ def run(src, dst, kernel_log=os.devnull):
             except CellExecutionError as e:
                 failed = e
     finally:
-        if private:
-            import shutil
-            shutil.rmtree(private, ignore_errors=True)
+        for d in private:
+            shutil.rmtree(d, ignore_errors=True)
     nbformat.write(nb, dst)
     if failed is None:
         return 0
@@ -319,6 +336,8 @@ def selftest():
 
     fresh = [
         {"output_type": "stream", "name": "stdout", "text": "// warning: skipping import of func sync.OnceValue\n"},
+        {"output_type": "stream", "name": "stdout", "text": 'Serializing model to "/tmp/x/spago_model.bin"...'},
+        {"output_type": "stream", "name": "stdout", "text": " Done.\n"},
         {"output_type": "stream", "name": "stdout", "text": "model in " + ROOT + "/examples\n"},
         {"output_type": "execute_result", "data": {"text/plain": "64 <nil>"}, "execution_count": 3},
     ]
