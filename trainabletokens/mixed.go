@@ -23,9 +23,8 @@ import (
 // tables and in their tied output copies, every other row as the base holds
 // it (merged adapters included). Adapters may overlap in ids: no two apply
 // to one sample. The model's own state (which adapters are active) is not
-// changed, and the call runs under the model's read lock, like Do: call
-// it directly, not inside Do (a SetActive waiting for that Do would block
-// the nested lock, and both would wait for ever).
+// changed. The call holds the bookkeeping lock shared for the whole pass
+// (lock.go): adapter changes wait for it, and it may be called inside Do.
 
 // MixedMaskedLMLogits runs a masked-LM batch (a *bert.ModelForMaskedLM
 // base) in one fused pass, sample s with adapter adapters[s] ("" for the

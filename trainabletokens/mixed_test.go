@@ -3,6 +3,7 @@ package trainabletokens
 import (
 	"math"
 	"testing"
+	"time"
 
 	"github.com/nlpodyssey/cybertron/pkg/models/bert"
 	"github.com/nlpodyssey/spago/mat"
@@ -278,4 +279,35 @@ func TestMixedConditionalGenerationRejectsBadInput(t *testing.T) {
 	assert.ErrorIs(t, err, ErrUnknownAdapter)
 	_, err = tm.MixedMaskedLMLogits(nil, nil)
 	assert.ErrorContains(t, err, "needs a *bert.ModelForMaskedLM base")
+}
+
+// A mixed call inside Do, while another goroutine waits to change
+// adapters, returns the same logits as outside Do (no deadlock: lock.go).
+func TestMixedInsideDoWithWaitingWriter(t *testing.T) {
+	_, tm, batch := setupMixedBERT(t)
+	names := []string{"b", "a", "", "c", "b"}
+	want, err := tm.MixedMaskedLMLogits(batch, names)
+	require.NoError(t, err)
+
+	waiting := make(chan struct{})
+	changed := make(chan error, 1)
+	returnsWithin(t, "a mixed call inside Do with a waiting writer", func() {
+		require.NoError(t, tm.Do(func() error {
+			go func() {
+				close(waiting)
+				changed <- tm.SetActive("b") // waits for this Do
+			}()
+			<-waiting
+			time.Sleep(50 * time.Millisecond) // let SetActive block on the lock
+			got, err := tm.MixedMaskedLMLogits(batch, names)
+			require.NoError(t, err)
+			require.Len(t, got, len(want))
+			for s := range want {
+				requireSameLogits(t, want[s], got[s], "sample %d inside Do", s)
+			}
+			return nil
+		}))
+	})
+	returnsWithin(t, "the waiting change", func() { require.NoError(t, <-changed) })
+	assert.Equal(t, []string{"b"}, tm.Active())
 }
