@@ -36,6 +36,11 @@
 // inside Do are ErrInsideDo). Model types, tables and heads come from
 // registry, ties from tying; this package must not list model types.
 //
+// The method: model.go (injection and its checks), rowstate.go (freezing,
+// building adapters, apply), adapters.go (names and activation),
+// accessors.go (read-only views), merge.go, logits.go, step.go, report.go,
+// mixed.go (one adapter per sample in a batch).
+//
 // Files: Save and Load speak PEFT's adapter-directory format (format.go,
 // configjson.go, save.go, load.go, plan.go, baselayers.go). The package
 // owns what the files mean;
