@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -338,4 +339,37 @@ func TestELECTRANewTokens(t *testing.T) {
 	merged, err := recipes.EvaluateMLM(plain.(*bert.ModelForMaskedLM), nil, evalEx)
 	require.NoError(t, err)
 	assert.Equal(t, after, merged)
+}
+
+// TestFamilyAdaptersPassPEFTChecks runs the PEFT-rules check of
+// testdata/peft/make_fixtures.py (which modules PEFT wraps and ties for the
+// family's transformers class, missing and unexpected keys, ids within the
+// vocabulary) on adapters saved from each family. Skipped without
+// /usr/bin/python3 and torch.
+func TestFamilyAdaptersPassPEFTChecks(t *testing.T) {
+	py := "/usr/bin/python3"
+	if err := exec.Command(py, "-c", "import torch").Run(); err != nil {
+		t.Skipf("no %s with torch: %v", py, err)
+	}
+	script := filepath.Join(testmodels.Dir("peft"), "make_fixtures.py")
+	args := []string{script}
+	for _, c := range []struct {
+		name  string
+		model nn.Model
+	}{
+		{testmodels.ELECTRAName, testmodels.ELECTRA(t)},
+		{testmodels.MarianName, testmodels.Marian(t)},
+		{testmodels.PegasusName, testmodels.Pegasus(t)},
+	} {
+		tm, err := trainabletokens.New(c.model, trainabletokens.Config{TokenIndices: []int{5, 100, 1000}}, "")
+		require.NoError(t, err)
+		dir := filepath.Join(t.TempDir(), c.name)
+		require.NoError(t, tm.Save(dir, "", trainabletokens.SaveOptions{BaseModelNameOrPath: "x"}))
+		args = append(args, "--check", dir, "--model", testmodels.Dir(c.name))
+	}
+	out, err := exec.Command(py, args...).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	assert.Equal(t, 3, strings.Count(string(out), "ok PEFT rules"), "%s", out)
+	assert.Contains(t, string(out), "wraps ['electra.embeddings.word_embeddings'], tied ['generator_lm_head'], 2 keys")
+	assert.Equal(t, 2, strings.Count(string(out), "wraps ['model.shared'], tied ['lm_head', 'model.decoder.embed_tokens', 'model.encoder.embed_tokens'], 4 keys"), "%s", out)
 }

@@ -434,8 +434,12 @@ BASE_LAYER_SUFFIXES = (".base_layer.weight", ".base_layer.bias")
 TIED_MODULES = {
     "BertForMaskedLM": ["cls.predictions.decoder"],
     "BartForConditionalGeneration": ["model.encoder.embed_tokens", "model.decoder.embed_tokens", "lm_head"],
+    "ElectraForMaskedLM": ["generator_lm_head"],
+    "MarianMTModel": ["model.encoder.embed_tokens", "model.decoder.embed_tokens", "lm_head"],
+    "PegasusForConditionalGeneration": ["model.encoder.embed_tokens", "model.decoder.embed_tokens", "lm_head"],
 }
-INPUT_EMBEDDING = {"bert": "bert.embeddings.word_embeddings", "bart": "model.shared"}
+INPUT_EMBEDDING = {"bert": "bert.embeddings.word_embeddings", "bart": "model.shared",
+                   "electra": "electra.embeddings.word_embeddings", "marian": "model.shared", "pegasus": "model.shared"}
 TASK_TYPES = {None, "SEQ_CLS", "SEQ_2_SEQ_LM", "CAUSAL_LM", "TOKEN_CLS", "QUESTION_ANS", "FEATURE_EXTRACTION"}
 
 
