@@ -64,7 +64,7 @@ func ConditionalGenerationLogits(m *bart.ModelForConditionalGeneration, source, 
 	if logits == nil {
 		logits = LinearLogits(m.Projection)
 	}
-	if h := fusedSeq2Seq(f, s, [][]int{source}, [][]int{decoderInput}); h != nil {
+	if h := fusedSeq2Seq(f, s, [][]int{source}, [][]int{decoderInput}, nil); h != nil {
 		return logits(h), nil
 	}
 	g := newGraph()

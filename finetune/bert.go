@@ -58,7 +58,7 @@ func MaskedLMLogits(m *bert.ModelForMaskedLM, tokens []string, positions []int, 
 	if logits == nil {
 		logits = moduleLogits(m.Layers[len(m.Layers)-1])
 	}
-	if h := fusedMaskedLM(f, m, []bertInput{in}, [][]int{positions}); h != nil {
+	if h := fusedMaskedLM(f, m, []bertInput{in}, [][]int{positions}, nil); h != nil {
 		return logits(h), nil
 	}
 	g := newGraph()

@@ -431,7 +431,7 @@ func (f *fBERT[T]) maskedLM(inputs []bertInput, positions [][]int) mat.Tensor {
 
 // fusedMaskedLM returns the fused hidden-state node for the masked-LM
 // loss, or nil when the model is not eligible.
-func fusedMaskedLM(fwd Forward, m *bert.ModelForMaskedLM, inputs []bertInput, positions [][]int) mat.Tensor {
+func fusedMaskedLM(fwd Forward, m *bert.ModelForMaskedLM, inputs []bertInput, positions [][]int, cache *packCache) mat.Tensor {
 	if fwd == ForwardGraph {
 		return nil
 	}
@@ -439,10 +439,12 @@ func fusedMaskedLM(fwd Forward, m *bert.ModelForMaskedLM, inputs []bertInput, po
 	switch m.Bert.Embeddings.Tokens.Weights[0].Value().(type) {
 	case *mat.Dense[float32]:
 		if f, ok := fusedBERTOf[float32](training, m.Bert, head); ok {
+			f.usePacks(cache)
 			return f.maskedLM(inputs, positions)
 		}
 	case *mat.Dense[float64]:
 		if f, ok := fusedBERTOf[float64](training, m.Bert, head); ok {
+			f.usePacks(cache)
 			return f.maskedLM(inputs, positions)
 		}
 	}
@@ -605,17 +607,21 @@ func (f *fBART[T]) seq2seq(sources, decoderInputs [][]int) mat.Tensor {
 	return newFusedNode(op)
 }
 
-func fusedSeq2Seq(fwd Forward, s seq2Seq, sources, decoderInputs [][]int) mat.Tensor {
+func fusedSeq2Seq(fwd Forward, s seq2Seq, sources, decoderInputs [][]int, cache *packCache) mat.Tensor {
 	if fwd == ForwardGraph {
 		return nil
 	}
 	switch s.enc.table.Weights[0].Value().(type) {
 	case *mat.Dense[float32]:
 		if f, ok := fusedBARTOf[float32](training, s); ok {
+			usePacks(cache, f.encBlocks)
+			usePacks(cache, f.decBlocks)
 			return f.seq2seq(sources, decoderInputs)
 		}
 	case *mat.Dense[float64]:
 		if f, ok := fusedBARTOf[float64](training, s); ok {
+			usePacks(cache, f.encBlocks)
+			usePacks(cache, f.decBlocks)
 			return f.seq2seq(sources, decoderInputs)
 		}
 	}

@@ -87,6 +87,7 @@ func bufferScalar[T float](b *nn.Buffer) (T, bool) {
 type fLinear[T float] struct {
 	w, b    []T
 	out, in int
+	pk      *gemm.Packed[T] // Wᵀ packed once (packcache.go), or nil
 }
 
 func newFLinear[T float](rd reading, l *linear.Model) (fLinear[T], bool) {
@@ -104,7 +105,11 @@ func newFLinear[T float](rd reading, l *linear.Model) (fLinear[T], bool) {
 
 // forwardTo writes x·Wᵀ + b (n×out) into y with row stride ldy.
 func (l fLinear[T]) forwardTo(y []T, ldy int, x []T, ldx, n int) {
-	gemm.Gemm(false, true, n, l.out, l.in, x, ldx, l.w, l.in, y, ldy, false)
+	if l.pk != nil {
+		gemm.GemmPacked(false, n, x, ldx, l.pk, y, ldy, false)
+	} else {
+		gemm.Gemm(false, true, n, l.out, l.in, x, ldx, l.w, l.in, y, ldy, false)
+	}
 	for i := 0; i < n; i++ {
 		row := y[i*ldy : i*ldy+l.out]
 		for j, b := range l.b {

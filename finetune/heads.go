@@ -517,7 +517,7 @@ func bartLastStates(fwd Forward, s seq2Seq, sources [][]int) mat.Tensor {
 		off += len(src)
 		last[i] = off - 1
 	}
-	if h := fusedSeq2Seq(fwd, s, sources, decIns); h != nil {
+	if h := fusedSeq2Seq(fwd, s, sources, decIns, nil); h != nil {
 		return pickColumns(h, last)
 	}
 	g := newGraph()

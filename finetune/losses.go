@@ -77,6 +77,11 @@ func MaskedLMLoss(model *bert.ModelForMaskedLM, batch []MaskedExample, logits Lo
 	if err != nil {
 		return nil, err
 	}
+	return maskedLMLoss(model, batch, logits, f, nil)
+}
+
+// maskedLMLoss is MaskedLMLoss with a Task's packed weights (nil: none).
+func maskedLMLoss(model *bert.ModelForMaskedLM, batch []MaskedExample, logits LogitsFunc, f Forward, cache *packCache) (mat.Tensor, error) {
 	inputs, err := prepareMaskedLM(model, batch, logits)
 	if err != nil {
 		return nil, err
@@ -92,7 +97,7 @@ func MaskedLMLoss(model *bert.ModelForMaskedLM, batch []MaskedExample, logits Lo
 			targets = append(targets, ex.Targets[p])
 		}
 	}
-	if h := fusedMaskedLM(f, model, inputs, positions); h != nil {
+	if h := fusedMaskedLM(f, model, inputs, positions, cache); h != nil {
 		return lossOfMatrix(logits, h, targets)
 	}
 	g := newGraph()
@@ -196,6 +201,12 @@ func ConditionalGenerationLoss(model *bart.ModelForConditionalGeneration, batch 
 	if err != nil {
 		return nil, err
 	}
+	return conditionalGenerationLoss(model, batch, logits, f, nil)
+}
+
+// conditionalGenerationLoss is ConditionalGenerationLoss with a Task's
+// packed weights (nil: none).
+func conditionalGenerationLoss(model *bart.ModelForConditionalGeneration, batch []Seq2SeqExample, logits LogitsFunc, f Forward, cache *packCache) (mat.Tensor, error) {
 	s, decoderInputs, err := prepareConditionalGeneration(model, batch, logits)
 	if err != nil {
 		return nil, err
@@ -209,7 +220,7 @@ func ConditionalGenerationLoss(model *bart.ModelForConditionalGeneration, batch 
 		sources[i] = ex.Source
 		targets = append(targets, ex.Target...)
 	}
-	if h := fusedSeq2Seq(f, s, sources, decoderInputs); h != nil {
+	if h := fusedSeq2Seq(f, s, sources, decoderInputs, cache); h != nil {
 		return lossOfMatrix(logits, h, targets)
 	}
 	g := newGraph()

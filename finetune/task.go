@@ -35,8 +35,9 @@ func MaskedLMTask(model *bert.ModelForMaskedLM, examples []MaskedExample, logits
 	if _, err := prepareMaskedLM(model, examples, logits); err != nil {
 		return nil, err
 	}
+	cache := newPackCache() // frozen weights packed once for all steps
 	return &Task{Size: len(examples), Model: model, Loss: func(batch []int) (mat.Tensor, error) {
-		return MaskedLMLoss(model, pick(examples, batch), logits, f)
+		return maskedLMLoss(model, pick(examples, batch), logits, f, cache)
 	}}, nil
 }
 
@@ -65,8 +66,9 @@ func ConditionalGenerationTask(model *bart.ModelForConditionalGeneration, exampl
 	if _, _, err := prepareConditionalGeneration(model, examples, logits); err != nil {
 		return nil, err
 	}
+	cache := newPackCache() // frozen weights packed once for all steps
 	return &Task{Size: len(examples), Model: model, Loss: func(batch []int) (mat.Tensor, error) {
-		return ConditionalGenerationLoss(model, pick(examples, batch), logits, f)
+		return conditionalGenerationLoss(model, pick(examples, batch), logits, f, cache)
 	}}, nil
 }
 

@@ -290,10 +290,11 @@ var stepShapes = []struct {
 	tb         bool // torch: B given transposed (x·Wᵀ)
 	gTA, gTB   bool // ours
 	gm, gn, gk int
+	packed     bool // ours: B is a frozen weight, packed once per Task
 }{
-	{name: "attention/FFN projections 512×256×256 (x·Wᵀ)", m: 512, n: 256, k: 256, tb: true, gTB: true, gm: 512, gn: 256, gk: 256},
-	{name: "FFN up 512×1024×256 (x·Wᵀ)", m: 512, n: 1024, k: 256, tb: true, gTB: true, gm: 512, gn: 1024, gk: 256},
-	{name: "FFN down 512×256×1024 (x·Wᵀ)", m: 512, n: 256, k: 1024, tb: true, gTB: true, gm: 512, gn: 256, gk: 1024},
+	{name: "attention projections 512×256×256 (x·Wᵀ, W packed once)", m: 512, n: 256, k: 256, tb: true, gTB: true, gm: 512, gn: 256, gk: 256, packed: true},
+	{name: "FFN up 512×1024×256 (x·Wᵀ, W packed once)", m: 512, n: 1024, k: 256, tb: true, gTB: true, gm: 512, gn: 1024, gk: 256, packed: true},
+	{name: "FFN down 512×256×1024 (x·Wᵀ, W packed once)", m: 512, n: 256, k: 1024, tb: true, gTB: true, gm: 512, gn: 256, gk: 1024, packed: true},
 	{name: "input gradient 512×256×1024 (g·W)", m: 512, n: 256, k: 1024, gm: 512, gn: 256, gk: 1024},
 	{name: "tied head 80×30522×256 (ours: W·h, 30522×80)", m: 80, n: 30522, k: 256, tb: true, gm: 30522, gn: 80, gk: 256},
 	{name: "head input gradient 80×256×30522 (ours: Wᵀ·g)", m: 80, n: 256, k: 30522, gTA: true, gm: 256, gn: 80, gk: 30522},
@@ -331,6 +332,10 @@ func goShape(i int) float64 {
 		ldb = s.gk
 	}
 	run := func() { gemm.Gemm(s.gTA, s.gTB, s.gm, s.gn, s.gk, a, lda, b, ldb, c, s.gn, false) }
+	if s.packed {
+		pk := gemm.PackB(s.gTB, s.gk, s.gn, b, ldb)
+		run = func() { gemm.GemmPacked(s.gTA, s.gm, a, lda, pk, c, s.gn, false) }
+	}
 	run()
 	best := time.Duration(1 << 62)
 	for range 7 {

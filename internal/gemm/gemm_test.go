@@ -234,3 +234,40 @@ func BenchmarkSpagoMul(b *testing.B) {
 		})
 	}
 }
+
+// A packed B gives Gemm's values bit for bit, on every path, split or not.
+func TestGemmPackedEqualsGemm(t *testing.T) {
+	eachPath(t, func(t *testing.T) {
+		rng := rand.New(rand.NewPCG(11, 12))
+		for _, s := range [][3]int{{1, 1, 1}, {5, 7, 3}, {40, 33, 300}, {512, 256, 256}, {300, 1100, 520}} {
+			m, n, k := s[0], s[1], s[2]
+			for _, tb := range []bool{false, true} {
+				for _, ta := range []bool{false, true} {
+					lda, ldb := k+1, n+2
+					if ta {
+						lda = m + 3
+					}
+					if tb {
+						ldb = k + 4
+					}
+					rowsA, rowsB := m, k
+					if ta {
+						rowsA = k
+					}
+					if tb {
+						rowsB = n
+					}
+					a, b := randSlice[float32](rng, rowsA*lda), randSlice[float32](rng, rowsB*ldb)
+					want, got := make([]float32, m*n), make([]float32, m*n)
+					Gemm(ta, tb, m, n, k, a, lda, b, ldb, want, n, false)
+					pk := PackB(tb, k, n, b, ldb)
+					GemmPacked(ta, m, a, lda, pk, got, n, false)
+					require.Equal(t, want, got, "shape %v transA %v transB %v", s, ta, tb)
+					Gemm(ta, tb, m, n, k, a, lda, b, ldb, want, n, true)
+					GemmPacked(ta, m, a, lda, pk, got, n, true)
+					require.Equal(t, want, got, "accumulate, shape %v", s)
+				}
+			}
+		}
+	})
+}

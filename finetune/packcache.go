@@ -1,0 +1,135 @@
+package finetune
+
+// Frozen linear weights packed once per Task. The fused forward computes
+// x·Wᵀ for every linear layer every step; packing Wᵀ into the GEMM's
+// panels is a strided copy of the weight, repeated each step. A Task keeps
+// the packed form (gemm.Packed) and reuses it for as long as the weight is
+// unchanged: the same data slice with the same contents, checked at every
+// use by a 64-bit hash of every value (one sequential read of the weights
+// per step, a fraction of packing them). A weight changed in place, or
+// replaced, is packed again. The tied output projection is never packed:
+// the GEMM reads it in place, so the rows a trainable-tokens step changes
+// cost nothing.
+
+import (
+	"sync"
+	"unsafe"
+
+	"github.com/gopeft/gopeft/internal/gemm"
+)
+
+// packCache maps a weight's data (its first element's address and length)
+// to its packed transpose and the hash of its values when packed.
+type packCache struct {
+	mu sync.Mutex
+	m  map[packKey]packEntry
+}
+
+type packKey struct {
+	p unsafe.Pointer
+	n int
+}
+
+type packEntry struct {
+	hash   uint64
+	packed any // *gemm.Packed[T]
+}
+
+func newPackCache() *packCache { return &packCache{m: map[packKey]packEntry{}} }
+
+// hashValues is a 64-bit hash of the bits of every value of s (four
+// independent multiply-xor lanes over 8-byte words, then the tail).
+func hashValues[T float](s []T) uint64 {
+	if len(s) == 0 {
+		return 0
+	}
+	b := unsafe.Slice((*byte)(unsafe.Pointer(&s[0])), len(s)*int(unsafe.Sizeof(s[0])))
+	words := unsafe.Slice((*uint64)(unsafe.Pointer(&b[0])), len(b)/8)
+	const m1, m2 = 0x9e3779b97f4a7c15, 0xff51afd7ed558ccd
+	h := [4]uint64{1, 2, 3, 4}
+	i := 0
+	for ; i+4 <= len(words); i += 4 {
+		h[0] = (h[0] ^ words[i]) * m1
+		h[1] = (h[1] ^ words[i+1]) * m1
+		h[2] = (h[2] ^ words[i+2]) * m1
+		h[3] = (h[3] ^ words[i+3]) * m1
+	}
+	for ; i < len(words); i++ {
+		h[0] = (h[0] ^ words[i]) * m2
+	}
+	for _, c := range b[len(words)*8:] {
+		h[1] = (h[1] ^ uint64(c)) * m2
+	}
+	out := uint64(len(b))
+	for _, x := range h {
+		out = (out ^ x ^ (x >> 29)) * m2
+	}
+	return out
+}
+
+// packedT returns the packed Wᵀ of l (out×in, so op(B) is in×out), packing
+// it when the cache has no current copy.
+func packedT[T float](c *packCache, l *fLinear[T]) *gemm.Packed[T] {
+	key := packKey{unsafe.Pointer(&l.w[0]), len(l.w)}
+	h := hashValues(l.w)
+	c.mu.Lock()
+	e, ok := c.m[key]
+	c.mu.Unlock()
+	if ok && e.hash == h {
+		if p, ok := e.packed.(*gemm.Packed[T]); ok {
+			if k, n := p.Dims(); k == l.in && n == l.out {
+				return p
+			}
+		}
+	}
+	p := gemm.PackB(true, l.in, l.out, l.w, l.in)
+	c.mu.Lock()
+	c.m[key] = packEntry{hash: h, packed: p}
+	c.mu.Unlock()
+	return p
+}
+
+// usePacks gives every linear layer of the blocks and steps its packed
+// weight from c (nil c: nothing).
+func usePacks[T float](c *packCache, blocks []fBlock[T], steps ...[]fStep[T]) {
+	if c == nil {
+		return
+	}
+	lin := func(l *fLinear[T]) {
+		if l != nil && len(l.w) > 0 {
+			l.pk = packedT(c, l)
+		}
+	}
+	stepsOf := func(ss []fStep[T]) {
+		for i := range ss {
+			lin(ss[i].lin)
+		}
+	}
+	for _, b := range blocks {
+		if b.att != nil {
+			for j := range b.att.heads {
+				h := &b.att.heads[j]
+				lin(&h.q)
+				lin(&h.k)
+				lin(&h.v)
+			}
+			lin(&b.att.out)
+		}
+		stepsOf(b.ffn)
+	}
+	for _, ss := range steps {
+		stepsOf(ss)
+	}
+}
+
+// usePacks gives the encoder's, projector's and head's linear layers their
+// packed weights from c (nil c: nothing).
+func (f *fBERT[T]) usePacks(c *packCache) {
+	if c == nil {
+		return
+	}
+	usePacks(c, f.blocks, f.transform)
+	if f.projector != nil {
+		f.projector.pk = packedT(c, f.projector)
+	}
+}

@@ -1,0 +1,72 @@
+package finetune
+
+import (
+	"testing"
+
+	"github.com/nlpodyssey/spago/mat"
+	"github.com/nlpodyssey/spago/nn/linear"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/gopeft/gopeft/internal/testmodels"
+)
+
+// A Task's packed weights give the loss without them bit for bit, are
+// reused while the weights stand still, and are repacked when a weight
+// changes in place.
+func TestPackCacheFollowsWeights(t *testing.T) {
+	m := testmodels.BERT(t)
+	require.NoError(t, PrepareLoaded(m))
+	for _, p := range AllParams(m) {
+		p.SetRequiresGrad(false)
+	}
+	m.Bert.Embeddings.Tokens.Weights[100].SetRequiresGrad(true) // a trainable row: the fused path
+	vocab := m.Bert.Embeddings.Vocab
+	id, ok := vocab.ID("the")
+	require.True(t, ok)
+	ex := MaskedExample{Tokens: []string{"[CLS]", "the", "[MASK]", "sat", "[SEP]"}, Targets: map[int]int{2: id}}
+	loss := func(c *packCache) float64 {
+		l, err := maskedLMLoss(m, []MaskedExample{ex}, nil, ForwardAuto, c)
+		require.NoError(t, err)
+		return l.Value().Item().F64()
+	}
+	c := newPackCache()
+	plain := loss(nil)
+	assert.Equal(t, plain, loss(c), "packed weights change nothing")
+	require.NotEmpty(t, c.m)
+	entries := len(c.m)
+	before := map[packKey]any{}
+	for k, e := range c.m {
+		before[k] = e.packed
+	}
+	assert.Equal(t, plain, loss(c))
+	for k, e := range c.m {
+		assert.Same(t, before[k], e.packed, "reused while unchanged")
+	}
+	assert.Len(t, c.m, entries)
+
+	// Change one value of one frozen weight in place.
+	w := m.Bert.Encoder.Layers[0].FF.MLP[0].(*linear.Model).W
+	data := mat.Data[float32](w.Value())
+	old := data[7]
+	data[7] += 0.5
+	changed := loss(nil)
+	require.NotEqual(t, plain, changed)
+	assert.Equal(t, changed, loss(c), "the changed weight is repacked")
+	data[7] = old
+	assert.Equal(t, plain, loss(c))
+}
+
+func TestHashValues(t *testing.T) {
+	a := []float32{1, 2, 3, 4, 5, 6, 7, 8, 9}
+	h := hashValues(a)
+	for i := range a {
+		b := append([]float32(nil), a...)
+		b[i] = -b[i]
+		assert.NotEqual(t, h, hashValues(b), "element %d", i)
+	}
+	assert.Equal(t, h, hashValues(append([]float32(nil), a...)))
+	assert.NotEqual(t, hashValues(a[:8]), hashValues(a))
+	assert.Equal(t, uint64(0), hashValues([]float64(nil)))
+}
+

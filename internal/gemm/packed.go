@@ -1,0 +1,132 @@
+package gemm
+
+import (
+	"runtime"
+	"sync"
+)
+
+// Packed is a B operand packed once into the panels the blocked product
+// reads, for products that use the same B many times (a frozen weight:
+// x·Wᵀ every step). It holds a copy: later changes to B do not reach it.
+type Packed[T Float] struct {
+	pa    *path
+	k, n  int
+	trans bool
+	panel [][]T // per (j0 block, p0 block), j0 major: packB's layout
+	nkb   int   // p0 blocks per j0 block
+	b     []T   // the source, for a product on another kernel path
+	ldb   int
+}
+
+// PackB packs op(B) (k×n: B[p*ldb+j], or B[j*ldb+p] when transB) for the
+// kernel path in use.
+func PackB[T Float](transB bool, k, n int, b []T, ldb int) *Packed[T] {
+	pa := pathFor[T]()
+	nkb := (k + kc - 1) / kc
+	pk := &Packed[T]{pa: pa, k: k, n: n, trans: transB, nkb: nkb, b: b, ldb: ldb}
+	for j0 := 0; j0 < n; j0 += nc {
+		nb := min(nc, n-j0)
+		for p0 := 0; p0 < k; p0 += kc {
+			kb := min(kc, k-p0)
+			panels := (nb + pa.nr - 1) / pa.nr
+			dst := make([]T, panels*pa.nr*kb)
+			packB(pa.nr, transB, b, ldb, p0, j0, kb, nb, dst)
+			pk.panel = append(pk.panel, dst)
+		}
+	}
+	return pk
+}
+
+// Dims returns op(B)'s k and n.
+func (pk *Packed[T]) Dims() (k, n int) { return pk.k, pk.n }
+
+func pathFor[T Float]() *path {
+	var z T
+	if _, ok := any(z).(float32); ok {
+		return active
+	}
+	return goPath
+}
+
+// GemmPacked is Gemm with a packed B: C = op(A)·op(B), or C += op(A)·op(B)
+// when accumulate is set; op(A) is m×k. Values equal Gemm's bit for bit.
+func GemmPacked[T Float](transA bool, m int, a []T, lda int, pk *Packed[T], c []T, ldc int, accumulate bool) {
+	pa := pathFor[T]()
+	if pa != pk.pa { // packed for another kernel (tests switch paths)
+		Gemm(transA, pk.trans, m, pk.n, pk.k, a, lda, pk.b, pk.ldb, c, ldc, accumulate)
+		return
+	}
+	n, k := pk.n, pk.k
+	if m == 0 || n == 0 {
+		return
+	}
+	if !accumulate {
+		for i := 0; i < m; i++ {
+			clear(c[i*ldc : i*ldc+n])
+		}
+	}
+	if k == 0 {
+		return
+	}
+	workers := runtime.GOMAXPROCS(0)
+	if workers > 1 && m*n*k >= minParallel && m >= 2*pa.mr {
+		var wg sync.WaitGroup
+		step := ceilTo((m+workers-1)/workers, pa.mr)
+		for i0 := 0; i0 < m; i0 += step {
+			rows := min(step, m-i0)
+			var sa []T
+			if transA {
+				sa = a[i0:]
+			} else {
+				sa = a[i0*lda:]
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				serialPacked(pa, transA, rows, sa, lda, pk, c[i0*ldc:], ldc)
+			}()
+		}
+		wg.Wait()
+		return
+	}
+	serialPacked(pa, transA, m, a, lda, pk, c, ldc)
+}
+
+// serialPacked is serial with B's blocks taken from pk.
+func serialPacked[T Float](pa *path, transA bool, m int, a []T, lda int, pk *Packed[T], c []T, ldc int) {
+	p := pool[T]()
+	buf := p.Get().(*buffers[T])
+	defer p.Put(buf)
+	mr, nr := pa.mr, pa.nr
+	aDirect := transA
+	blk := 0
+	for j0 := 0; j0 < pk.n; j0 += nc {
+		nb := min(nc, pk.n-j0)
+		for p0 := 0; p0 < pk.k; p0 += kc {
+			kb := min(kc, pk.k-p0)
+			bp := pk.panel[blk]
+			blk++
+			bPanel := func(jq int) opnd[T] { return opnd[T]{d: bp[jq*nr*kb:], sp: nr, si: 1} }
+			for i0 := 0; i0 < m; i0 += mc {
+				mb := min(mc, m-i0)
+				aEdge := mb / mr
+				if !aDirect {
+					packA(mr, transA, a, lda, i0, p0, mb, kb, buf.a)
+				} else if mb%mr != 0 {
+					packA(mr, transA, a, lda, i0+aEdge*mr, p0, mb-aEdge*mr, kb, buf.a)
+				}
+				aPanel := func(iq int) opnd[T] {
+					ii := i0 + iq*mr
+					switch {
+					case !aDirect:
+						return opnd[T]{d: buf.a[iq*mr*kb:], sp: mr, si: 1}
+					case iq == aEdge:
+						return opnd[T]{d: buf.a, sp: mr, si: 1}
+					}
+					return opnd[T]{d: a[p0*lda+ii:], sp: lda, si: 1}
+				}
+				macro(pa, mb, nb, kb, aPanel, bPanel, buf, c[i0*ldc+j0:], ldc)
+			}
+		}
+	}
+}
