@@ -3,76 +3,44 @@ package finetune
 import (
 	"fmt"
 	"io"
-	"os"
-	"strings"
 	"time"
 )
 
-// progress draws a one-line progress bar, redrawn in place, on a terminal.
+// progress writes a plain line about every tenth of a run (and at its last
+// step) to Config.Progress. The trainer writes nothing unless a writer is
+// given: a library does not draw on the caller's terminal by itself. For a
+// terminal progress bar, programs pass package progress's Bar.Step as
+// OnStep (it is kept out of this package, which notebooks import; see
+// there).
 type progress struct {
-	w       io.Writer
-	total   int
-	start   time.Time
-	drawn   time.Time
-	enabled bool
+	w            io.Writer
+	total, every int
+	start        time.Time
 }
 
-// newProgress returns a bar writing to w (os.Stderr if nil), enabled only
-// when w is a terminal and quiet is false.
 func newProgress(w io.Writer, quiet bool, total int) *progress {
-	if w == nil {
-		w = os.Stderr
+	if w == nil || quiet {
+		return &progress{}
 	}
-	return &progress{w: w, total: total, start: time.Now(), enabled: !quiet && isTerminal(w)}
+	return &progress{w: w, total: total, every: max(total/10, 1), start: time.Now()}
 }
 
-// isTerminal reports whether w is a character device (a terminal), without
-// the ioctl of golang.org/x/term.
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
-}
-
-// update redraws the bar after step done (1-based), at most ten times a
-// second and always at the last step.
+// update reports step done (1-based) with its loss.
 func (p *progress) update(done int, loss float64) {
-	if !p.enabled {
+	if p.w == nil || (done%p.every != 0 && done != p.total) {
 		return
 	}
-	now := time.Now()
-	if done < p.total && now.Sub(p.drawn) < 100*time.Millisecond {
-		return
-	}
-	p.drawn = now
-	fmt.Fprint(p.w, "\r"+renderProgress(done, p.total, loss, now.Sub(p.start)))
+	fmt.Fprintln(p.w, renderProgress(done, p.total, loss, time.Since(p.start)))
 }
 
-// finish ends the bar's line.
-func (p *progress) finish() {
-	if p.enabled && !p.drawn.IsZero() {
-		fmt.Fprintln(p.w)
-	}
-}
+func (p *progress) finish() {}
 
-// renderProgress formats the bar, e.g.
-// "train  12/40 [=======>                ] loss 2.3456  0.41s/step  eta 11s".
+// renderProgress formats one line, e.g.
+// "train step 12/40  loss 2.3456  410ms/step  eta 11s": the time per step
+// is the measured wall time so far divided by the steps done.
 func renderProgress(done, total int, loss float64, elapsed time.Duration) string {
-	const width = 24
-	filled := 0
-	if total > 0 {
-		filled = min(width, done*width/total)
-	}
-	bar := strings.Repeat("=", filled)
-	if filled < width {
-		bar += ">" + strings.Repeat(" ", width-filled-1)
-	}
 	per := elapsed / time.Duration(max(done, 1))
 	eta := per * time.Duration(max(total-done, 0))
-	digits := len(fmt.Sprint(total))
-	return fmt.Sprintf("train %*d/%d [%s] loss %.4f  %.2fs/step  eta %s ",
-		digits, done, total, bar, loss, per.Seconds(), eta.Round(time.Second))
+	return fmt.Sprintf("train step %d/%d  loss %.4f  %s/step  eta %s",
+		done, total, loss, per.Round(time.Millisecond), eta.Round(time.Second))
 }

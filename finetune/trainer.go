@@ -79,8 +79,11 @@ type Config struct {
 	// KeepOrder disables shuffling: batches follow the task's order.
 	KeepOrder bool
 
-	// Quiet disables the progress bar. The bar is drawn only when Progress
-	// (default os.Stderr) is a terminal.
+	// Progress, if set, receives a plain line about every tenth of the run
+	// (step, loss, measured time per step, ETA); Quiet silences it. The
+	// trainer writes nothing otherwise (it used to draw a bar on a terminal
+	// stderr by default). For a terminal progress bar pass
+	// progress.New(os.Stderr, steps).Step (package progress) as OnStep.
 	Quiet    bool
 	Progress io.Writer
 

@@ -26,7 +26,10 @@ type TrainOptions struct {
 	WeightDecay float64
 	MaxGradNorm float64 // clip the rows' global gradient norm [no clipping]
 	Seed        uint64  // batch shuffling
-	Quiet       bool    // no progress bar
+	// Quiet is kept so existing code compiles: training writes no progress
+	// by itself. For a progress bar pass progress.New(os.Stderr,
+	// steps).Step (package progress) as OnStep.
+	Quiet bool
 	// DecayToInit, in [0, 1), pulls the trained rows back toward their
 	// values at the start of training after every step: x ← x +
 	// DecayToInit·(x₀ − x). It bounds how far a row can move (about

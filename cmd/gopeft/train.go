@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/gopeft/gopeft/progress"
 	"github.com/gopeft/gopeft/recipes"
 	"github.com/gopeft/gopeft/trainabletokens"
 )
@@ -291,10 +292,10 @@ func (a *app) trainMLM(m *model, ids []int, f *trainFlags) (trainResult, error) 
 	}
 	p := a.newProgress(f.epochs * ((len(train) + f.batch - 1) / f.batch))
 	rep, err := recipes.TrainMLMGuarded(m.bert, tm, train, recipes.TrainOptions{
-		Epochs: f.epochs, BatchSize: f.batch, LR: f.lr, Seed: f.seed, Quiet: true, DecayToInit: f.decay,
-		OnStep: p.step,
+		Epochs: f.epochs, BatchSize: f.batch, LR: f.lr, Seed: f.seed, DecayToInit: f.decay,
+		OnStep: p.Step,
 	}, guard)
-	p.finish()
+	p.Finish()
 	if err != nil {
 		return res, err
 	}
@@ -348,10 +349,10 @@ func (a *app) trainSeq2Seq(m *model, ids []int, f *trainFlags) (trainResult, err
 	}
 	p := a.newProgress(f.epochs * ((len(train) + f.batch - 1) / f.batch))
 	losses, err := recipes.TrainSeq2Seq(m.bart, tm, train, recipes.TrainOptions{
-		Epochs: f.epochs, BatchSize: f.batch, LR: f.lr, Seed: f.seed, Quiet: true, DecayToInit: f.decay,
-		OnStep: p.step,
+		Epochs: f.epochs, BatchSize: f.batch, LR: f.lr, Seed: f.seed, DecayToInit: f.decay,
+		OnStep: p.Step,
 	})
-	p.finish()
+	p.Finish()
 	if err != nil {
 		return res, err
 	}
@@ -361,6 +362,15 @@ func (a *app) trainSeq2Seq(m *model, ids []int, f *trainFlags) (trainResult, err
 		return res, err
 	}
 	return res, tm.Save(f.out, "", trainabletokens.SaveOptions{BaseModelNameOrPath: m.dir})
+}
+
+// newProgress reports training on stderr unless --quiet (a nil *Bar
+// reports nothing).
+func (a *app) newProgress(total int) *progress.Bar {
+	if a.quiet {
+		return nil
+	}
+	return progress.New(a.stderr, total)
 }
 
 func contains(ids []int, id int) bool {

@@ -24,6 +24,7 @@ import (
 	"github.com/gopeft/gopeft"
 	"github.com/gopeft/gopeft/models"
 	"github.com/gopeft/gopeft/newtokens"
+	"github.com/gopeft/gopeft/progress"
 	"github.com/gopeft/gopeft/recipes"
 	"github.com/gopeft/gopeft/trainabletokens"
 )
@@ -97,7 +98,12 @@ func run(out string, epochs int, lr float64, quiet bool) error {
 			return err
 		}
 	}
-	losses, err := recipes.TrainSeq2Seq(m, tm, train, recipes.TrainOptions{Epochs: epochs, LR: lr, Seed: 1, Quiet: quiet})
+	var bar *progress.Bar
+	if !quiet {
+		bar = progress.New(os.Stderr, epochs*((len(train)+7)/8))
+	}
+	losses, err := recipes.TrainSeq2Seq(m, tm, train, recipes.TrainOptions{Epochs: epochs, LR: lr, Seed: 1, OnStep: bar.Step})
+	bar.Finish()
 	if err != nil {
 		return err
 	}

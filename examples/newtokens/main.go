@@ -36,6 +36,7 @@ import (
 	"github.com/gopeft/gopeft/internal/atomicfile"
 	"github.com/gopeft/gopeft/models"
 	"github.com/gopeft/gopeft/newtokens"
+	"github.com/gopeft/gopeft/progress"
 	"github.com/gopeft/gopeft/recipes"
 	"github.com/gopeft/gopeft/trainabletokens"
 )
@@ -221,13 +222,18 @@ func run(o options) (result, error) {
 			o.decay, o.mix, 100*o.maxDrop)
 	}
 	trainStart := time.Now()
+	var bar *progress.Bar
+	if !o.quiet {
+		bar = progress.New(os.Stderr, o.epochs*((len(trainEx)+o.batch-1)/o.batch))
+	}
 	guard := recipes.Guard{Ordinary: ordinaryEx, Held: evalEx, MaxOrdinaryDrop: o.maxDrop, Patience: o.epochs}
 	if o.mix > 0 {
 		guard.Mix, guard.MixPerBatch = mixEx, o.mix
 	}
 	tr, err := recipes.TrainMLMGuarded(m, tm, trainEx, recipes.TrainOptions{
-		Epochs: o.epochs, BatchSize: o.batch, LR: o.lr, Seed: o.seed, Quiet: o.quiet, DecayToInit: o.decay,
+		Epochs: o.epochs, BatchSize: o.batch, LR: o.lr, Seed: o.seed, DecayToInit: o.decay, OnStep: bar.Step,
 	}, guard)
+	bar.Finish()
 	if err != nil {
 		return res, err
 	}

@@ -27,6 +27,7 @@ import (
 	"github.com/gopeft/gopeft"
 	"github.com/gopeft/gopeft/models"
 	"github.com/gopeft/gopeft/newtokens"
+	"github.com/gopeft/gopeft/progress"
 	"github.com/gopeft/gopeft/recipes"
 	"github.com/gopeft/gopeft/trainabletokens"
 )
@@ -121,7 +122,12 @@ func run(w io.Writer, o options) error {
 	if err != nil {
 		return err
 	}
-	losses, err := recipes.TrainMLM(m, tm, trainEx, recipes.TrainOptions{Epochs: o.epochs, BatchSize: 8, LR: 0.05, Seed: 1, Quiet: o.quiet})
+	var bar *progress.Bar
+	if !o.quiet {
+		bar = progress.New(os.Stderr, o.epochs*((len(trainEx)+7)/8))
+	}
+	losses, err := recipes.TrainMLM(m, tm, trainEx, recipes.TrainOptions{Epochs: o.epochs, BatchSize: 8, LR: 0.05, Seed: 1, OnStep: bar.Step})
+	bar.Finish()
 	if err != nil {
 		return err
 	}
