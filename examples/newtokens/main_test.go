@@ -140,4 +140,11 @@ func TestMainJobBadInput(t *testing.T) {
 		names = append(names, e.Name())
 	}
 	assert.NotContains(t, names, "adapter", "a failed run writes no adapter")
+	// No temporary file or directory (a conversion's scratch directory, an
+	// atomic write's temporary file) is left anywhere under the output.
+	require.NoError(t, filepath.WalkDir(out, func(p string, d os.DirEntry, err error) error {
+		require.NoError(t, err)
+		assert.False(t, strings.HasPrefix(d.Name(), ".") && p != out, "left behind: %s", p)
+		return nil
+	}))
 }
