@@ -69,4 +69,3 @@ func TestHashValues(t *testing.T) {
 	assert.NotEqual(t, hashValues(a[:8]), hashValues(a))
 	assert.Equal(t, uint64(0), hashValues([]float64(nil)))
 }
-
