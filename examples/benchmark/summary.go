@@ -103,7 +103,7 @@ func (s *summary) print() {
 			row("5", "against PyTorch", "not measured", v.why)
 		}
 		for _, e := range v.envs {
-			row("5", "torch OpenBLAS setting tried (BERT-S)", e, "")
+			row("5", "torch setting tried (at "+v.sizes[0].size.name+")", e, "")
 		}
 		for _, f := range v.sizes {
 			n := f.size.name
