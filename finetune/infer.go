@@ -20,6 +20,8 @@ import (
 	"github.com/nlpodyssey/spago/mat"
 	"github.com/nlpodyssey/spago/nn/embedding"
 	"github.com/nlpodyssey/spago/nn/linear"
+
+	"github.com/gopeft/gopeft/internal/gemm"
 )
 
 // SequenceInput is one sequence of a BERT inference batch.
@@ -230,8 +232,7 @@ func predictMaskedLM[T float](m *bert.ModelForMaskedLM, dec *linear.Model, input
 		copy(sel[k*d:(k+1)*d], h[r*d:(r+1)*d])
 	}
 	y, _ := runSteps(f.transform, sel, len(at), false)
-	logits := make([]T, len(at)*head.out)
-	head.forwardTo(logits, head.out, y, d, len(at))
+	logits := vocabLogits(head, y, len(at))
 	out := make([]MaskedLMPrediction, len(inputs))
 	k := 0
 	for s, ps := range positions {
@@ -244,6 +245,32 @@ func predictMaskedLM[T float](m *bert.ModelForMaskedLM, dec *linear.Model, input
 		k += len(ps)
 	}
 	return out, nil
+}
+
+// vocabLogits returns y·Wᵀ + b (rows×out) for an output projection l
+// (W out×in, out the vocabulary). It computes W·yᵀ so that the GEMM reads
+// W in place (nothing vocabulary-sized is packed; the few rows of y are),
+// then transposes the out×rows result in blocks, adding the bias.
+func vocabLogits[T float](l fLinear[T], y []T, rows int) []T {
+	out := make([]T, rows*l.out)
+	if rows == 0 {
+		return out
+	}
+	tmp := make([]T, l.out*rows)
+	gemm.Gemm(false, true, l.out, rows, l.in, l.w, l.in, y, l.in, tmp, rows, false)
+	const blk = 64
+	parFor((l.out+blk-1)/blk, 16, func(b0, b1 int) {
+		for v0 := b0 * blk; v0 < min(l.out, b1*blk); v0 += blk {
+			v1 := min(l.out, v0+blk)
+			for r := 0; r < rows; r++ {
+				dst := out[r*l.out+v0 : r*l.out+v1]
+				for i := range dst {
+					dst[i] = tmp[(v0+i)*rows+r] + l.b[v0+i]
+				}
+			}
+		}
+	})
+	return out
 }
 
 // overrideLogits recomputes the logits of replaced output rows: row·h + b.
@@ -556,8 +583,7 @@ func generate[T float](m *bart.ModelForConditionalGeneration, s seq2Seq, inputs 
 			y = fb.stepBlock(y, b, nil)
 		}
 		y, _ = normOpt(f.decFinal, y, b, false)
-		logits := make([]T, b*vocab)
-		proj.forwardTo(logits, vocab, y, d, b)
+		logits := vocabLogits(proj, y, b)
 		next := active[:0]
 		for r, i := range active {
 			l := logits[r*vocab : (r+1)*vocab]
