@@ -294,8 +294,22 @@ func TestELECTRANewTokens(t *testing.T) {
 
 	base, err := recipes.EvaluateMLM(m, nil, evalEx)
 	require.NoError(t, err)
+	predictBits := func() [][]float64 { // cybertron's inference at every [MASK] of the held-out set
+		var out [][]float64
+		for _, ex := range evalEx[:8] {
+			p := m.Predict(ex.Tokens)
+			for _, pos := range sortedPositions(ex.Targets) {
+				out = append(out, p[pos].Value().Data().F64())
+			}
+		}
+		return out
+	}
+	before := predictBits()
 	tm, err := trainabletokens.New(m, trainabletokens.Config{TokenIndices: res.IDs}, "")
 	require.NoError(t, err)
+	var during [][]float64
+	require.NoError(t, tm.Do(func() error { during = predictBits(); return nil }))
+	require.Equal(t, before, during, "an untrained adapter leaves cybertron's logits bit-identical")
 	// tying: the generator head is a value copy of the word embeddings.
 	_, gs := layoutAndGroups(t, m)
 	g := gs[0]
@@ -372,4 +386,13 @@ func TestFamilyAdaptersPassPEFTChecks(t *testing.T) {
 	assert.Equal(t, 3, strings.Count(string(out), "ok PEFT rules"), "%s", out)
 	assert.Contains(t, string(out), "wraps ['electra.embeddings.word_embeddings'], tied ['generator_lm_head'], 2 keys")
 	assert.Equal(t, 2, strings.Count(string(out), "wraps ['model.shared'], tied ['lm_head', 'model.decoder.embed_tokens', 'model.encoder.embed_tokens'], 4 keys"), "%s", out)
+}
+
+func sortedPositions(targets map[int]int) []int {
+	var ps []int
+	for p := range targets {
+		ps = append(ps, p)
+	}
+	sort.Ints(ps)
+	return ps
 }
