@@ -8,6 +8,16 @@
 // spago_model.bin. A Hugging Face directory (pytorch_model.bin instead of
 // spago_model.bin) is converted first with cybertron's own converter.
 //
+// Families: LoadBERT serves model_type "bert" and "electra", LoadBART
+// "bart", "marian" and "pegasus", as cybertron's converter maps them. An
+// ELECTRA generator (ElectraForMaskedLM), on which cybertron's converter
+// panics, is converted by ConvertELECTRA (electra.go): the encoder by
+// cybertron's converter, the generator head from the checkpoint; other
+// ELECTRA checkpoints get an error naming ELECTRA. A Marian or Pegasus
+// config.json must state the BART-era keys cybertron builds them from with
+// the family's values (familyflags.go), else ErrBadConfig names the family
+// and the key.
+//
 // What the package owns: reading config.json before anything is built
 // (ErrBadConfig names the missing field or the other family), running
 // cybertron's converter without its noise and without touching process
