@@ -389,10 +389,8 @@ func sectionVersus(s *summary) error {
 		}
 		vs.sizes = append(vs.sizes, f)
 	}
-	vs.oursPeak = goPeak()
 	fmt.Printf("  GEMM peak 2048³: torch.mm %.0f GFLOP/s, gopeft %.0f GFLOP/s (%s kernel)\n", vs.torchPeak, vs.oursPeak, gemm.Path())
 	for i, sh := range stepShapes {
-		vs.shapes[i].ours = goShape(i)
 		fmt.Printf("  %-52s gopeft %6.0f GFLOP/s, torch %6.0f GFLOP/s, ratio %.2f\n", sh.name, vs.shapes[i].ours, vs.shapes[i].torch, vs.shapes[i].ours/vs.shapes[i].torch)
 	}
 	vs.ok = "yes"
@@ -493,6 +491,11 @@ func versusOne(script string, envs []torchEnv, size versusSize, rounds int, vs *
 				tb = 1
 			}
 			vs.shapes = append(vs.shapes, shapeFigure{name: sh.name, torch: tr.Shapes[fmt.Sprintf("%d,%d,%d,%d", sh.m, sh.n, sh.k, tb)]["gflops"]})
+		}
+		// Ours right after, on the same machine state.
+		vs.oursPeak = goPeak()
+		for i := range stepShapes {
+			vs.shapes[i].ours = goShape(i)
 		}
 	}
 	f.env, f.kernel = envs[vs.best].name, vs.kernel
