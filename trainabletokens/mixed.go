@@ -6,6 +6,7 @@ import (
 	"github.com/nlpodyssey/cybertron/pkg/models/bart"
 	"github.com/nlpodyssey/cybertron/pkg/models/bert"
 	"github.com/nlpodyssey/spago/mat"
+	"github.com/nlpodyssey/spago/nn"
 	"github.com/nlpodyssey/spago/nn/embedding"
 	"github.com/nlpodyssey/spago/nn/linear"
 
@@ -33,27 +34,17 @@ import (
 // finetune.MaskedLMLogits with that adapter active and m.LogitsFunc of the
 // output layer (tests compare them).
 func (m *Model) MixedMaskedLMLogits(batch []finetune.MaskedInput, adapters []string) ([]mat.Matrix, error) {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	if m.unloaded {
-		return nil, ErrUnloaded
-	}
-	mlm, ok := m.base.(*bert.ModelForMaskedLM)
-	if !ok {
-		return nil, fmt.Errorf("trainabletokens: MixedMaskedLMLogits needs a *bert.ModelForMaskedLM base, this model is %T", m.base)
-	}
-	if len(adapters) != len(batch) {
-		return nil, fmt.Errorf("trainabletokens: MixedMaskedLMLogits: %d samples but %d adapter names", len(batch), len(adapters))
-	}
-	if len(mlm.Layers) == 0 {
-		return nil, fmt.Errorf("trainabletokens: MixedMaskedLMLogits: the model has no output layer")
-	}
-	out, _ := mlm.Layers[len(mlm.Layers)-1].(*linear.Model)
-	rows, err := m.sampleRows(adapters, out)
-	if err != nil {
-		return nil, err
-	}
-	return finetune.MixedMaskedLMLogits(mlm, batch, rows)
+	return mixed(m, "MixedMaskedLMLogits", "samples", len(batch), adapters,
+		func(mlm *bert.ModelForMaskedLM) (*linear.Model, error) {
+			if len(mlm.Layers) == 0 {
+				return nil, fmt.Errorf("trainabletokens: MixedMaskedLMLogits: the model has no output layer")
+			}
+			out, _ := mlm.Layers[len(mlm.Layers)-1].(*linear.Model)
+			return out, nil
+		},
+		func(mlm *bert.ModelForMaskedLM, rows []finetune.SampleRows) ([]mat.Matrix, error) {
+			return finetune.MixedMaskedLMLogits(mlm, batch, rows)
+		})
 }
 
 // MixedConditionalGenerationLogits is MixedMaskedLMLogits for a
@@ -63,23 +54,46 @@ func (m *Model) MixedMaskedLMLogits(batch []finetune.MaskedInput, adapters []str
 // position, as finetune.ConditionalGenerationLogits gives them with that
 // adapter active and m.LogitsFunc(Projection).
 func (m *Model) MixedConditionalGenerationLogits(sources, decoderInputs [][]int, adapters []string) ([]mat.Matrix, error) {
+	return mixed(m, "MixedConditionalGenerationLogits", "samples", len(sources), adapters, bartProjection,
+		func(gen *bart.ModelForConditionalGeneration, rows []finetune.SampleRows) ([]mat.Matrix, error) {
+			return finetune.MixedConditionalGenerationLogits(gen, sources, decoderInputs, rows)
+		})
+}
+
+// mixed is the part every Mixed* call shares: under the bookkeeping lock
+// (shared, for the whole pass) it checks that the model is loaded, that its
+// base is a B (fn names the call in errors) and that there is one adapter
+// name per sample (what names the samples), builds each sample's rows with
+// the tied output copy that out picks from the base, and runs the pass.
+func mixed[B nn.Model, R any](m *Model, fn, what string, samples int, adapters []string,
+	out func(B) (*linear.Model, error), run func(B, []finetune.SampleRows) (R, error)) (R, error) {
+	var zero R
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	if m.unloaded {
-		return nil, ErrUnloaded
+		return zero, ErrUnloaded
 	}
-	gen, ok := m.base.(*bart.ModelForConditionalGeneration)
+	base, ok := m.base.(B)
 	if !ok {
-		return nil, fmt.Errorf("trainabletokens: MixedConditionalGenerationLogits needs a *bart.ModelForConditionalGeneration base, this model is %T", m.base)
+		return zero, fmt.Errorf("trainabletokens: %s needs a %T base, this model is %T", fn, base, m.base)
 	}
-	if len(adapters) != len(sources) {
-		return nil, fmt.Errorf("trainabletokens: MixedConditionalGenerationLogits: %d samples but %d adapter names", len(sources), len(adapters))
+	if len(adapters) != samples {
+		return zero, fmt.Errorf("trainabletokens: %s: %d %s but %d adapter names", fn, samples, what, len(adapters))
 	}
-	rows, err := m.sampleRows(adapters, gen.Projection)
+	o, err := out(base)
 	if err != nil {
-		return nil, err
+		return zero, err
 	}
-	return finetune.MixedConditionalGenerationLogits(gen, sources, decoderInputs, rows)
+	rows, err := m.sampleRows(adapters, o)
+	if err != nil {
+		return zero, err
+	}
+	return run(base, rows)
+}
+
+// bartProjection is the tied output copy of a BART generation model.
+func bartProjection(gen *bart.ModelForConditionalGeneration) (*linear.Model, error) {
+	return gen.Projection, nil
 }
 
 // sampleRows builds each sample's row overrides: for every row any adapter

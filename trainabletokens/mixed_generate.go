@@ -17,38 +17,25 @@ import (
 // may overlap in ids. Only adapters on the shared token table (and its
 // tied lm_head) can be mixed this way; others are refused.
 func (m *Model) MixedGenerateBART(sources [][]int, adapters []string, opts finetune.GenerateOptions) ([][]int, error) {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	if m.unloaded {
-		return nil, ErrUnloaded
-	}
-	gen, ok := m.base.(*bart.ModelForConditionalGeneration)
-	if !ok {
-		return nil, fmt.Errorf("trainabletokens: MixedGenerateBART needs a *bart.ModelForConditionalGeneration base, this model is %T", m.base)
-	}
-	if len(adapters) != len(sources) {
-		return nil, fmt.Errorf("trainabletokens: MixedGenerateBART: %d sources but %d adapter names", len(sources), len(adapters))
-	}
-	rows, err := m.sampleRows(adapters, gen.Projection)
-	if err != nil {
-		return nil, err
-	}
-	table := gen.Bart.Embeddings
-	inputs := make([]finetune.Seq2SeqInput, len(sources))
-	for s, src := range sources {
-		in := finetune.Seq2SeqInput{Source: src}
-		for e, byID := range rows[s].Input {
-			if e != table {
-				return nil, fmt.Errorf("trainabletokens: MixedGenerateBART: adapter rows in a table other than the shared token table (model.shared) cannot be mixed in generation")
+	return mixed(m, "MixedGenerateBART", "sources", len(sources), adapters, bartProjection,
+		func(gen *bart.ModelForConditionalGeneration, rows []finetune.SampleRows) ([][]int, error) {
+			table := gen.Bart.Embeddings
+			inputs := make([]finetune.Seq2SeqInput, len(sources))
+			for s, src := range sources {
+				in := finetune.Seq2SeqInput{Source: src}
+				for e, byID := range rows[s].Input {
+					if e != table {
+						return nil, fmt.Errorf("trainabletokens: MixedGenerateBART: adapter rows in a table other than the shared token table (model.shared) cannot be mixed in generation")
+					}
+					in.Rows = tensors(byID)
+				}
+				if len(rows[s].Output) > 0 {
+					in.OutputRows = tensors(rows[s].Output)
+				}
+				inputs[s] = in
 			}
-			in.Rows = tensors(byID)
-		}
-		if len(rows[s].Output) > 0 {
-			in.OutputRows = tensors(rows[s].Output)
-		}
-		inputs[s] = in
-	}
-	return finetune.GenerateBART(gen, inputs, opts)
+			return finetune.GenerateBART(gen, inputs, opts)
+		})
 }
 
 func tensors(byID map[int]mat.Matrix) map[int]mat.Tensor {
