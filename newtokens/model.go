@@ -186,6 +186,28 @@ func resolve(model nn.Model) (*target, error) {
 }
 
 // check validates the model's current state.
+// resolveWithTokenizer resolves and checks model (as resolve and check do)
+// and returns the tokenizer to use: tok, or for a BERT model and a nil tok
+// one built from the model's own vocabulary (fn names the call in errors).
+func resolveWithTokenizer(fn string, model nn.Model, tok *Tokenizer) (*target, *Tokenizer, error) {
+	t, err := resolve(model)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := t.check(); err != nil {
+		return nil, nil, err
+	}
+	if tok == nil {
+		if t.kind != KindBERT {
+			return nil, nil, fmt.Errorf("newtokens: %s: a BART model holds no vocabulary; pass its tokenizer (LoadTokenizer(dir) or NewBARTTokenizer)", fn)
+		}
+		if tok, err = NewBERTTokenizer(t.vocab, nil, true); err != nil {
+			return nil, nil, err
+		}
+	}
+	return t, tok, nil
+}
+
 func (t *target) check() error {
 	e := t.table
 	v := len(e.Weights)
@@ -347,20 +369,9 @@ func AddTokens(model nn.Model, tok *Tokenizer, tokens []string, opts *Options) (
 	if !o.Init.valid() {
 		return nil, fmt.Errorf("%w: Options.Init = %d; expected InitMean (0), InitTableNormal (1) or InitSubtokenMean (2)", ErrInvalidTokens, int(o.Init))
 	}
-	t, err := resolve(model)
+	t, tok, err := resolveWithTokenizer("AddTokens", model, tok)
 	if err != nil {
 		return nil, err
-	}
-	if err := t.check(); err != nil {
-		return nil, err
-	}
-	if tok == nil {
-		if t.kind != KindBERT {
-			return nil, fmt.Errorf("newtokens: AddTokens: a BART model holds no vocabulary; pass its tokenizer (LoadTokenizer(dir) or NewBARTTokenizer)")
-		}
-		if tok, err = NewBERTTokenizer(t.vocab, nil, true); err != nil {
-			return nil, err
-		}
 	}
 	if tok.kind == "" {
 		return nil, fmt.Errorf("newtokens: AddTokens: the tokenizer was not built by NewBERTTokenizer, NewBARTTokenizer or LoadTokenizer")

@@ -43,20 +43,9 @@ type slot = Slot
 // (BART tables are often padded past vocab.json). Added tokens and special
 // tokens are never free. The model must be one AddTokens accepts.
 func ReservedSlots(model nn.Model, tok *Tokenizer) ([]Slot, error) {
-	t, err := resolve(model)
+	t, tok, err := resolveWithTokenizer("ReservedSlots", model, tok)
 	if err != nil {
 		return nil, err
-	}
-	if err := t.check(); err != nil {
-		return nil, err
-	}
-	if tok == nil {
-		if t.kind != KindBERT {
-			return nil, fmt.Errorf("newtokens: ReservedSlots: a BART model holds no vocabulary; pass its tokenizer")
-		}
-		if tok, err = NewBERTTokenizer(t.vocab, nil, true); err != nil {
-			return nil, err
-		}
 	}
 	tok.mu.RLock()
 	defer tok.mu.RUnlock()

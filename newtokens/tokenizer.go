@@ -434,15 +434,7 @@ func (t *Tokenizer) tokenLocked(id int) (string, bool) {
 	if s, ok := t.addedTerm[id]; ok {
 		return s, true
 	}
-	if t.kind == KindBERT {
-		items := t.vocab.Items()
-		if id < 0 || id >= len(items) {
-			return "", false
-		}
-		return items[id], true
-	}
-	s, ok := t.baseTerm[id]
-	return s, ok
+	return t.baseTermLocked(id)
 }
 
 // IsAdded reports whether token is one of the added tokens.
