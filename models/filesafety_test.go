@@ -9,29 +9,15 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/gopeft/gopeft"
+	"github.com/gopeft/gopeft/internal/testfs"
 	"github.com/gopeft/gopeft/models"
 )
-
-func within(t *testing.T, fn func() error) error {
-	t.Helper()
-	done := make(chan error, 1)
-	go func() { done <- fn() }()
-	select {
-	case err := <-done:
-		return err
-	case <-time.After(10 * time.Second):
-		t.Fatal("blocked for 10 s (on a special file?)")
-		return nil
-	}
-}
 
 // TestTinyKeepsUserFiles: calling the tiny-model helpers again (a re-run
 // notebook cell) keeps everything the user saved beside the model.
@@ -75,28 +61,12 @@ func TestTinyKeepsUserFiles(t *testing.T) {
 			after, err := os.Stat(dir)
 			require.NoError(t, err)
 			assert.True(t, os.SameFile(before, after), "the directory itself is kept")
-			entries, err := os.ReadDir(work)
-			require.NoError(t, err)
-			var names []string
-			for _, e := range entries {
-				names = append(names, e.Name())
-			}
-			assert.ElementsMatch(t, []string{filepath.Base(dir), "beside.txt"}, names, "no temporary directory left")
-			for _, e := range mustReadDir(t, dir) {
+			assert.ElementsMatch(t, []string{filepath.Base(dir), "beside.txt"}, testfs.Names(t, work), "no temporary directory left")
+			for _, e := range testfs.Names(t, dir) {
 				assert.False(t, strings.HasPrefix(e, "."), "temporary file %s left", e)
 			}
 		})
 	}
-}
-
-func mustReadDir(t *testing.T, dir string) []string {
-	entries, err := os.ReadDir(dir)
-	require.NoError(t, err)
-	var out []string
-	for _, e := range entries {
-		out = append(out, e.Name())
-	}
-	return out
 }
 
 // TestModelFilesSpecial: a FIFO as spago_model.bin or as config.json is
@@ -108,8 +78,8 @@ func TestModelFilesSpecial(t *testing.T) {
 			require.NoError(t, err)
 			p := filepath.Join(dir, file)
 			os.Remove(p)
-			require.NoError(t, syscall.Mkfifo(p, 0o644))
-			err = within(t, func() error { _, err := models.LoadBERT(dir); return err })
+			testfs.Mkfifo(t, p)
+			err = testfs.Within(t, func() error { _, err := models.LoadBERT(dir); return err })
 			require.Error(t, err)
 			assert.ErrorContains(t, err, "not a regular file")
 			assert.ErrorContains(t, err, p)

@@ -20,6 +20,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/gopeft/gopeft/internal/testfs"
 	"github.com/gopeft/gopeft/internal/testmodels"
 )
 
@@ -227,7 +228,7 @@ func TestWriteVocabFilesInjectedFailures(t *testing.T) {
 	require.Equal(t, []string{"write added_tokens.json", "write vocab.txt", "write config.json", "sync", "backup",
 		"rename added_tokens.json", "rename vocab.txt", "rename config.json", "sync dir"}, stages)
 
-	before := dirState(t, dir)
+	before := testfs.Files(t, dir)
 	boom := errors.New("injected")
 	for _, stage := range stages {
 		t.Run(stage, func(t *testing.T) {
@@ -241,7 +242,7 @@ func TestWriteVocabFilesInjectedFailures(t *testing.T) {
 			err := WriteVocabFiles(dir, tok)
 			require.ErrorIs(t, err, boom)
 			assert.ErrorContains(t, err, stage)
-			assert.Equal(t, before, dirState(t, dir))
+			assert.Equal(t, before, testfs.Files(t, dir))
 			old, err := LoadTokenizer(dir)
 			require.NoError(t, err)
 			assert.Equal(t, tok.VocabSize()-len(newWords)+1, old.VocabSize())
@@ -277,7 +278,7 @@ func TestWriteVocabFilesCrashStates(t *testing.T) {
 			_, err = AddTokens(m, tok, newWords[:1], nil)
 			require.NoError(t, err)
 			require.NoError(t, WriteVocabFiles(dir, tok)) // the previous state
-			old := dirState(t, dir)
+			old := testfs.Files(t, dir)
 			res, err := AddTokens(m, tok, newWords[1:], nil)
 			require.NoError(t, err)
 
@@ -295,7 +296,7 @@ func TestWriteVocabFilesCrashStates(t *testing.T) {
 			err = WriteVocabFiles(newDir, tok)
 			vocabHook = nil
 			require.NoError(t, err)
-			fresh := dirState(t, newDir)
+			fresh := testfs.Files(t, newDir)
 
 			for done := 0; done <= len(order); done++ {
 				crashed := t.TempDir()

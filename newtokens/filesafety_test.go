@@ -6,53 +6,18 @@ package newtokens
 // (where they fail or hang).
 
 import (
-	"net"
 	"os"
 	"path/filepath"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/nlpodyssey/cybertron/pkg/models/bert"
 	"github.com/nlpodyssey/spago/nn"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/gopeft/gopeft/internal/testfs"
 	"github.com/gopeft/gopeft/internal/testmodels"
 )
-
-// within runs fn and fails the test if it does not return within 10 s.
-func within(t *testing.T, fn func() error) error {
-	t.Helper()
-	done := make(chan error, 1)
-	go func() { done <- fn() }()
-	select {
-	case err := <-done:
-		return err
-	case <-time.After(10 * time.Second):
-		t.Fatal("blocked for 10 s (on a special file?)")
-		return nil
-	}
-}
-
-// dirState maps every entry of dir to its content ("<dir>", "<mode>" for
-// non-regular entries).
-func dirState(t *testing.T, dir string) map[string]string {
-	t.Helper()
-	out := map[string]string{}
-	entries, err := os.ReadDir(dir)
-	require.NoError(t, err)
-	for _, e := range entries {
-		if !e.Type().IsRegular() {
-			out[e.Name()] = "<" + e.Type().String() + ">"
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
-		require.NoError(t, err)
-		out[e.Name()] = string(b)
-	}
-	return out
-}
 
 // grownBERTDir is a BERT model directory whose vocabulary files already
 // hold one added word, with the model and tokenizer that wrote them.
@@ -82,7 +47,7 @@ func TestWriteVocabFilesAllOrNothing(t *testing.T) {
 		}},
 		{"config.json is a FIFO", func(t *testing.T, dir string) {
 			require.NoError(t, os.Remove(filepath.Join(dir, "config.json")))
-			require.NoError(t, syscall.Mkfifo(filepath.Join(dir, "config.json"), 0o644))
+			testfs.Mkfifo(t, filepath.Join(dir, "config.json"))
 		}},
 		{"config.json is a directory", func(t *testing.T, dir string) {
 			require.NoError(t, os.Remove(filepath.Join(dir, "config.json")))
@@ -93,12 +58,12 @@ func TestWriteVocabFilesAllOrNothing(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir, m, tok := grownBERTDir(t)
 			tc.spoil(t, dir)
-			before := dirState(t, dir)
+			before := testfs.Files(t, dir)
 			_, err := AddTokens(m, tok, newWords[1:], nil)
 			require.NoError(t, err)
-			err = within(t, func() error { return WriteVocabFiles(dir, tok) })
+			err = testfs.Within(t, func() error { return WriteVocabFiles(dir, tok) })
 			require.Error(t, err)
-			assert.Equal(t, before, dirState(t, dir), "every file as it was, no temporary file")
+			assert.Equal(t, before, testfs.Files(t, dir), "every file as it was, no temporary file")
 			old, err := LoadTokenizer(dir)
 			require.NoError(t, err)
 			assert.Equal(t, tok.VocabSize()-len(newWords)+1, old.VocabSize(), "the previous vocabulary loads")
@@ -110,9 +75,9 @@ func TestWriteVocabFilesAllOrNothing(t *testing.T) {
 // name is an error at once, naming the file.
 func TestLoadTokenizerSpecialFiles(t *testing.T) {
 	kinds := map[string]func(t *testing.T, p string){
-		"FIFO": func(t *testing.T, p string) { require.NoError(t, syscall.Mkfifo(p, 0o644)) },
+		"FIFO": func(t *testing.T, p string) { testfs.Mkfifo(t, p) },
 		"socket": func(t *testing.T, p string) {
-			listenUnix(t, p)
+			testfs.ListenUnix(t, p)
 		},
 	}
 	for kind, mk := range kinds {
@@ -122,30 +87,11 @@ func TestLoadTokenizerSpecialFiles(t *testing.T) {
 				p := filepath.Join(dir, file)
 				require.NoError(t, os.Remove(p))
 				mk(t, p)
-				err := within(t, func() error { _, err := LoadTokenizer(dir); return err })
+				err := testfs.Within(t, func() error { _, err := LoadTokenizer(dir); return err })
 				require.Error(t, err)
 				assert.ErrorContains(t, err, p)
 				assert.ErrorContains(t, err, "not a regular file")
 			})
 		}
 	}
-}
-
-// listenUnix makes a unix socket at path, through a short symbolic link to
-// its directory: socket addresses are limited to about 100 bytes, and
-// test directories can be longer.
-func listenUnix(t *testing.T, path string) net.Listener {
-	t.Helper()
-	base := "/tmp"
-	if _, err := os.Stat(base); err != nil {
-		base = ""
-	}
-	short, err := os.MkdirTemp(base, "sk")
-	require.NoError(t, err)
-	link := filepath.Join(short, "d")
-	require.NoError(t, os.Symlink(filepath.Dir(path), link))
-	l, err := net.Listen("unix", filepath.Join(link, filepath.Base(path)))
-	require.NoError(t, err)
-	t.Cleanup(func() { l.Close(); os.RemoveAll(short) })
-	return l
 }

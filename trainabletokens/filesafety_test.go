@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,24 +20,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/gopeft/gopeft/internal/testfs"
 	"github.com/gopeft/gopeft/internal/testmodels"
 	"github.com/gopeft/gopeft/registry"
 )
-
-// within runs fn and fails the test if it does not return within 10 s (a
-// call blocked on a FIFO never returns).
-func within(t *testing.T, fn func() error) error {
-	t.Helper()
-	done := make(chan error, 1)
-	go func() { done <- fn() }()
-	select {
-	case err := <-done:
-		return err
-	case <-time.After(10 * time.Second):
-		t.Fatal("blocked for 10 s (on a special file?)")
-		return nil
-	}
-}
 
 func savedModel(t *testing.T, ids ...int) *Model {
 	t.Helper()
@@ -62,10 +47,10 @@ func TestSaveLeavesDirectoryAlone(t *testing.T) {
 			require.NoError(t, os.WriteFile(filepath.Join(dir, "other", "deep", "x"), []byte("x"), 0o644))
 		}},
 		{"a FIFO", func(t *testing.T, dir string) {
-			require.NoError(t, syscall.Mkfifo(filepath.Join(dir, "pipe"), 0o644))
+			testfs.Mkfifo(t, filepath.Join(dir, "pipe"))
 		}},
 		{"a socket", func(t *testing.T, dir string) {
-			listenUnix(t, filepath.Join(dir, "sock"))
+			testfs.ListenUnix(t, filepath.Join(dir, "sock"))
 		}},
 		{"setgid mode", func(t *testing.T, dir string) {
 			require.NoError(t, os.Chmod(dir, 0o770|fs.ModeSetgid))
@@ -86,7 +71,7 @@ func TestSaveLeavesDirectoryAlone(t *testing.T) {
 			defer handle.Close()
 
 			perturb(t, tm, "default", 3)
-			require.NoError(t, within(t, func() error { return tm.Save(dir, "", SaveOptions{}) }))
+			require.NoError(t, testfs.Within(t, func() error { return tm.Save(dir, "", SaveOptions{}) }))
 
 			dirAfter, err := os.Stat(dir)
 			require.NoError(t, err)
@@ -297,9 +282,9 @@ func TestLoadSpecialFiles(t *testing.T) {
 	good := filepath.Join(t.TempDir(), "good")
 	require.NoError(t, savedModel(t, 10, 11).Save(good, "", SaveOptions{}))
 	specials := map[string]func(t *testing.T, path string){
-		"FIFO": func(t *testing.T, p string) { require.NoError(t, syscall.Mkfifo(p, 0o644)) },
+		"FIFO": func(t *testing.T, p string) { testfs.Mkfifo(t, p) },
 		"socket": func(t *testing.T, p string) {
-			listenUnix(t, p)
+			testfs.ListenUnix(t, p)
 		},
 		"device": func(t *testing.T, p string) { require.NoError(t, os.Symlink("/dev/zero", p)) },
 	}
@@ -318,7 +303,7 @@ func TestLoadSpecialFiles(t *testing.T) {
 				m := testmodels.BERT(t)
 				before := snapshot(m)
 				start := time.Now()
-				err := within(t, func() error { _, err := Load(m, dir, ""); return err })
+				err := testfs.Within(t, func() error { _, err := Load(m, dir, ""); return err })
 				require.ErrorIs(t, err, ErrInvalidAdapterFile)
 				assert.ErrorContains(t, err, "not a regular file")
 				assert.ErrorContains(t, err, filepath.Join(dir, file))
@@ -405,8 +390,8 @@ func TestErrorsShowFewTokenIDs(t *testing.T) {
 // peft_type first; a FIFO there is an error at once too.
 func TestRegistryLoadAdapterFIFO(t *testing.T) {
 	dir := t.TempDir()
-	require.NoError(t, syscall.Mkfifo(filepath.Join(dir, ConfigFile), 0o644))
-	err := within(t, func() error { _, err := registry.LoadAdapter(testmodels.BERT(t), dir, ""); return err })
+	testfs.Mkfifo(t, filepath.Join(dir, ConfigFile))
+	err := testfs.Within(t, func() error { _, err := registry.LoadAdapter(testmodels.BERT(t), dir, ""); return err })
 	require.Error(t, err)
 	assert.ErrorContains(t, err, "not a regular file")
 }
@@ -434,23 +419,4 @@ func TestSaveKeepsMountInside(t *testing.T) {
 	got, err := os.ReadFile(filepath.Join(mnt, "data"))
 	require.NoError(t, err)
 	assert.Equal(t, "on tmpfs", string(got))
-}
-
-// listenUnix makes a unix socket at path, through a short symbolic link to
-// its directory: socket addresses are limited to about 100 bytes, and
-// test directories can be longer.
-func listenUnix(t *testing.T, path string) net.Listener {
-	t.Helper()
-	base := "/tmp"
-	if _, err := os.Stat(base); err != nil {
-		base = ""
-	}
-	short, err := os.MkdirTemp(base, "sk")
-	require.NoError(t, err)
-	link := filepath.Join(short, "d")
-	require.NoError(t, os.Symlink(filepath.Dir(path), link))
-	l, err := net.Listen("unix", filepath.Join(link, filepath.Base(path)))
-	require.NoError(t, err)
-	t.Cleanup(func() { l.Close(); os.RemoveAll(short) })
-	return l
 }

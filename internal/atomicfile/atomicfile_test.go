@@ -4,48 +4,29 @@ import (
 	"errors"
 	"io"
 	"io/fs"
-	"net"
 	"os"
 	"path/filepath"
 	"sort"
-	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-)
 
-// listing maps every entry of dir to its content ("<kind>" for non-files).
-func listing(t *testing.T, dir string) map[string]string {
-	t.Helper()
-	out := map[string]string{}
-	entries, err := os.ReadDir(dir)
-	require.NoError(t, err)
-	for _, e := range entries {
-		p := filepath.Join(dir, e.Name())
-		if !e.Type().IsRegular() {
-			out[e.Name()] = "<" + e.Type().String() + ">"
-			continue
-		}
-		b, err := os.ReadFile(p)
-		require.NoError(t, err)
-		out[e.Name()] = string(b)
-	}
-	return out
-}
+	"github.com/gopeft/gopeft/internal/testfs"
+)
 
 func TestWriteFiles(t *testing.T) {
 	dir := t.TempDir()
 	require.NoError(t, os.Chmod(dir, 0o2775|fs.ModeSetgid))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "a"), []byte("old a"), 0o600))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "mine"), []byte("user's"), 0o644))
-	require.NoError(t, syscall.Mkfifo(filepath.Join(dir, "fifo"), 0o644))
+	testfs.Mkfifo(t, filepath.Join(dir, "fifo"))
 	before, err := os.Stat(dir)
 	require.NoError(t, err)
 
 	files := []File{{Name: "a", Data: []byte("new a"), Perm: 0o644}, {Name: "b", Data: []byte("new b"), Perm: 0o640}}
 	require.NoError(t, WriteFiles(dir, files, Options{}))
-	got := listing(t, dir)
+	got := testfs.Files(t, dir)
 	assert.Equal(t, map[string]string{"a": "new a", "b": "new b", "mine": "user's", "fifo": "<p--------->"}, got)
 	fi, err := os.Stat(filepath.Join(dir, "a"))
 	require.NoError(t, err)
@@ -69,7 +50,7 @@ func TestInjectedFailures(t *testing.T) {
 				dir := t.TempDir()
 				require.NoError(t, os.WriteFile(filepath.Join(dir, "a"), []byte("old a"), 0o644))
 				require.NoError(t, os.WriteFile(filepath.Join(dir, "other"), []byte("x"), 0o644))
-				old := listing(t, dir)
+				old := testfs.Files(t, dir)
 				boom := errors.New("injected")
 				err := WriteFiles(dir, []File{{Name: "a", Data: []byte("new a")}, {Name: "b", Data: []byte("new b")}},
 					Options{AllOrNothing: allOrNothing, Hook: func(s string) error {
@@ -80,7 +61,7 @@ func TestInjectedFailures(t *testing.T) {
 					}})
 				require.ErrorIs(t, err, boom)
 				assert.ErrorContains(t, err, stage)
-				now := listing(t, dir)
+				now := testfs.Files(t, dir)
 				switch {
 				case allOrNothing, stage == "write a", stage == "write b", stage == "sync", stage == "rename a":
 					assert.Equal(t, old, now, "nothing changed, no temporary file")
@@ -96,17 +77,17 @@ func TestInjectedFailures(t *testing.T) {
 
 func TestRefusesSpecialDestinations(t *testing.T) {
 	dir := t.TempDir()
-	require.NoError(t, syscall.Mkfifo(filepath.Join(dir, "fifo"), 0o644))
-	listenUnix(t, filepath.Join(dir, "sock"))
+	testfs.Mkfifo(t, filepath.Join(dir, "fifo"))
+	testfs.ListenUnix(t, filepath.Join(dir, "sock"))
 	require.NoError(t, os.Mkdir(filepath.Join(dir, "sub"), 0o755))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "target"), []byte("t"), 0o644))
 	require.NoError(t, os.Symlink("target", filepath.Join(dir, "link")))
-	old := listing(t, dir)
+	old := testfs.Files(t, dir)
 	for _, name := range []string{"fifo", "sock", "sub", "link"} {
 		err := WriteFiles(dir, []File{{Name: "ok", Data: []byte("x")}, {Name: name, Data: []byte("x")}}, Options{})
 		require.ErrorIs(t, err, ErrNotRegular, name)
 		assert.ErrorContains(t, err, filepath.Join(dir, name))
-		assert.Equal(t, old, listing(t, dir), "nothing written for %s", name)
+		assert.Equal(t, old, testfs.Files(t, dir), "nothing written for %s", name)
 	}
 	assert.ErrorContains(t, WriteFiles(dir, []File{{Name: "../x"}}, Options{}), "not a plain file name")
 	assert.ErrorContains(t, WriteFiles(dir, []File{{Name: "x"}, {Name: "x"}}, Options{}), "given twice")
@@ -123,7 +104,7 @@ func TestWriteFileAndFunc(t *testing.T) {
 	boom := errors.New("encoder failed")
 	err = WriteFunc(p, 0o644, func(w io.Writer) error { io.WriteString(w, "par"); return boom })
 	require.ErrorIs(t, err, boom)
-	assert.Equal(t, map[string]string{"f": "two"}, listing(t, dir))
+	assert.Equal(t, map[string]string{"f": "two"}, testfs.Files(t, dir))
 	// The error of a missing directory wraps fs.ErrNotExist.
 	err = WriteFile(filepath.Join(dir, "missing", "f"), nil, 0o644)
 	assert.ErrorIs(t, err, fs.ErrNotExist)
@@ -131,7 +112,7 @@ func TestWriteFileAndFunc(t *testing.T) {
 	t.Chdir(dir)
 	require.NoError(t, WriteFile("rel", []byte("r"), 0o644))
 	names := []string{}
-	for n := range listing(t, ".") {
+	for n := range testfs.Files(t, ".") {
 		names = append(names, n)
 	}
 	sort.Strings(names)
@@ -155,30 +136,11 @@ func TestMkdirAllUndo(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(filepath.Join(p, "a", "keep"), nil, 0o644))
 	undo()
-	assert.Equal(t, map[string]string{"keep": ""}, listing(t, filepath.Join(p, "a")), "created empty dirs removed, a non-empty one kept")
+	assert.Equal(t, map[string]string{"keep": ""}, testfs.Files(t, filepath.Join(p, "a")), "created empty dirs removed, a non-empty one kept")
 	undo, err = MkdirAll(p)
 	require.NoError(t, err)
 	undo()
 	assert.DirExists(t, p, "an existing directory is never removed")
-}
-
-// listenUnix makes a unix socket at path, through a short symbolic link to
-// its directory: socket addresses are limited to about 100 bytes, and
-// test directories can be longer.
-func listenUnix(t *testing.T, path string) net.Listener {
-	t.Helper()
-	base := "/tmp"
-	if _, err := os.Stat(base); err != nil {
-		base = ""
-	}
-	short, err := os.MkdirTemp(base, "sk")
-	require.NoError(t, err)
-	link := filepath.Join(short, "d")
-	require.NoError(t, os.Symlink(filepath.Dir(path), link))
-	l, err := net.Listen("unix", filepath.Join(link, filepath.Base(path)))
-	require.NoError(t, err)
-	t.Cleanup(func() { l.Close(); os.RemoveAll(short) })
-	return l
 }
 
 // TestKeepsExactPermissions: an existing file keeps its exact permission
