@@ -371,9 +371,9 @@ func sectionVersus(s *summary) error {
 	}
 	envs, je := torchEnvs()
 	vs.jemalloc = je
-	rounds := 7
+	rounds := 9
 	if opt.full {
-		rounds = 11
+		rounds = 15
 	}
 	fmt.Printf("\nAgainst PyTorch (torch_versus.py; %d threads; jemalloc for torch: %v)\n", runtime.GOMAXPROCS(0), je)
 
@@ -500,7 +500,7 @@ func versusOne(script string, envs []torchEnv, size versusSize, rounds int, vs *
 	}
 	f.env, f.kernel = envs[vs.best].name, vs.kernel
 	if !first {
-		rounds = max(3, rounds/2)
+		rounds = max(4, rounds/2)
 	}
 	// Rounds of six runs, one of each (torch: PEFT's algorithm, ideal,
 	// users' PEFT, eval forward; ours: step, inference forward), starting
