@@ -26,7 +26,8 @@
 // masked-LM and conditional-generation losses (and MaskedLMLogits,
 // ConditionalGenerationLogits) run the whole batch as one autograd op
 // (fused.go): the batch is one matrix, linear layers are blocked matrix
-// products (internal/gemm, AVX2/FMA on amd64), attention runs per sequence
+// products (internal/gemm: AVX-512 or AVX2/FMA kernels on amd64, chosen at
+// run time; frozen weights packed once per Task), attention runs per sequence
 // and head with a direct softmax backward, frozen weights get no gradient,
 // and only the embedding rows that require gradients receive one. It
 // computes the same values as the graph path (tests: 1e-5 against
@@ -34,6 +35,13 @@
 // hidden 256. Models with a trainable weight, or a module the fused path
 // does not know, use the per-token graph; passing [ForwardGraph] to a loss,
 // logits function or task forces the graph for that call.
+//
+// Fast inference (infer.go): [PredictMaskedLM], [ClassifySequences] and
+// [GenerateBART] (greedy, with a key/value cache) run whole batches of any
+// cybertron BERT/BART model (merged, plain, or with an active adapter)
+// through the same fused forward without a graph, equal to cybertron's
+// Predict, Classify and step-by-step decoding within 1e-5; each sequence
+// may use its own token rows (SequenceInput.Rows/OutputRows).
 //
 // Task heads (heads.go): BERT sequence classification, token
 // classification and extractive question answering, and BART sequence
