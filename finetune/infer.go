@@ -262,10 +262,23 @@ func vocabLogits[T float](l fLinear[T], y []T, rows int) []T {
 	parFor((l.out+blk-1)/blk, 16, func(b0, b1 int) {
 		for v0 := b0 * blk; v0 < min(l.out, b1*blk); v0 += blk {
 			v1 := min(l.out, v0+blk)
-			for r := 0; r < rows; r++ {
+			bias := l.b[v0:v1]
+			r := 0
+			for ; r+4 <= rows; r += 4 { // four rows per pass: 4 contiguous reads per v
+				d0 := out[r*l.out+v0 : r*l.out+v1]
+				d1 := out[(r+1)*l.out+v0 : (r+1)*l.out+v1]
+				d2 := out[(r+2)*l.out+v0 : (r+2)*l.out+v1]
+				d3 := out[(r+3)*l.out+v0 : (r+3)*l.out+v1]
+				d1, d2, d3 = d1[:len(d0)], d2[:len(d0)], d3[:len(d0)]
+				for i, b := range bias[:len(d0)] {
+					src := tmp[(v0+i)*rows+r : (v0+i)*rows+r+4 : (v0+i)*rows+r+4]
+					d0[i], d1[i], d2[i], d3[i] = src[0]+b, src[1]+b, src[2]+b, src[3]+b
+				}
+			}
+			for ; r < rows; r++ {
 				dst := out[r*l.out+v0 : r*l.out+v1]
 				for i := range dst {
-					dst[i] = tmp[(v0+i)*rows+r] + l.b[v0+i]
+					dst[i] = tmp[(v0+i)*rows+r] + bias[i]
 				}
 			}
 		}
