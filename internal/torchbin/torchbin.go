@@ -189,6 +189,22 @@ func run(prog []byte) (any, error) {
 		pos += n
 		return b, nil
 	}
+	// size reads the argument of an opcode pair with a short (one byte)
+	// and a long (four bytes, little endian) form.
+	size := func(short bool) (uint32, error) {
+		if short {
+			b, err := need(1)
+			if err != nil {
+				return 0, err
+			}
+			return uint32(b[0]), nil
+		}
+		b, err := need(4)
+		if err != nil {
+			return 0, err
+		}
+		return binary.LittleEndian.Uint32(b), nil
+	}
 	pop := func() (any, error) {
 		if len(stack) == 0 {
 			return nil, errf("pickle stack underflow at byte %d", pos)
@@ -247,20 +263,8 @@ func run(prog []byte) (any, error) {
 		case 0x88, 0x89: // NEWTRUE, NEWFALSE
 			err = push(op == 0x88)
 		case 'q', 'r': // BINPUT, LONG_BINPUT
-			var b []byte
 			var idx uint32
-			if op == 'q' {
-				b, err = need(1)
-				if err == nil {
-					idx = uint32(b[0])
-				}
-			} else {
-				b, err = need(4)
-				if err == nil {
-					idx = binary.LittleEndian.Uint32(b)
-				}
-			}
-			if err == nil {
+			if idx, err = size(op == 'q'); err == nil {
 				if len(stack) == 0 {
 					err = errf("BINPUT on an empty stack")
 				} else if len(memo) >= maxStack && memo[idx] == nil {
@@ -270,20 +274,8 @@ func run(prog []byte) (any, error) {
 				}
 			}
 		case 'h', 'j': // BINGET, LONG_BINGET
-			var b []byte
 			var idx uint32
-			if op == 'h' {
-				b, err = need(1)
-				if err == nil {
-					idx = uint32(b[0])
-				}
-			} else {
-				b, err = need(4)
-				if err == nil {
-					idx = binary.LittleEndian.Uint32(b)
-				}
-			}
-			if err == nil {
+			if idx, err = size(op == 'h'); err == nil {
 				v, ok := memo[idx]
 				if !ok {
 					err = errf("memo entry %d is not set", idx)
@@ -293,16 +285,9 @@ func run(prog []byte) (any, error) {
 			}
 		case 'X', 0x8c: // BINUNICODE, SHORT_BINUNICODE
 			var b []byte
-			n := 0
-			if op == 'X' {
-				if b, err = need(4); err == nil {
-					n = int(binary.LittleEndian.Uint32(b))
-				}
-			} else if b, err = need(1); err == nil {
-				n = int(b[0])
-			}
-			if err == nil {
-				if b, err = need(n); err == nil {
+			var n uint32
+			if n, err = size(op == 0x8c); err == nil {
+				if b, err = need(int(n)); err == nil {
 					err = push(string(b))
 				}
 			}
