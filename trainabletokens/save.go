@@ -167,25 +167,11 @@ func (m *Model) encode(name string, opts SaveOptions) (map[string][]byte, error)
 	return map[string][]byte{ConfigFile: cfgJSON, WeightsFile: st}, nil
 }
 
-// encodeRows lays k rows of width dim out as little-endian F32 or F64.
+// encodeRows lays k row params of width dim out as encodeMatrices does.
 func encodeRows(ps []*nn.Param, dim int) ([]byte, safetensors.DType, error) {
-	var out []byte
-	var dtype safetensors.DType
-	for _, p := range ps {
-		f32, f64, err := rows.Floats(p.Value().(mat.Matrix))
-		if err != nil {
-			return nil, "", err
-		}
-		switch {
-		case f32 != nil && dtype != safetensors.F64 && len(f32) == dim:
-			dtype = safetensors.F32
-			out = safetensors.AppendFloat32s(out, f32)
-		case f64 != nil && dtype != safetensors.F32 && len(f64) == dim:
-			dtype = safetensors.F64
-			out = safetensors.AppendFloat64s(out, f64)
-		default:
-			return nil, "", fmt.Errorf("rows of mixed dtype or width (want %d values)", dim)
-		}
+	ms := make([]mat.Matrix, len(ps))
+	for i, p := range ps {
+		ms[i] = p.Value().(mat.Matrix)
 	}
-	return out, dtype, nil
+	return encodeMatrices(ms, dim)
 }
