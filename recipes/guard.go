@@ -219,15 +219,8 @@ func TrainMLMGuarded(m *bert.ModelForMaskedLM, tm *trainabletokens.Model, exampl
 	if err != nil {
 		return rep, err
 	}
-	if len(guard.Ordinary) > 0 {
-		if rep.OrdinaryBefore, rep.TakeoverBefore, err = evaluateMLM(m, tm, guard.Ordinary, taken); err != nil {
-			return rep, err
-		}
-	}
-	if len(guard.Held) > 0 {
-		if rep.HeldBefore, err = EvaluateMLM(m, tm, guard.Held); err != nil {
-			return rep, err
-		}
+	if rep.OrdinaryBefore, rep.TakeoverBefore, rep.HeldBefore, err = evaluateGuard(m, tm, guard, taken); err != nil {
+		return rep, err
 	}
 
 	cfg, err := opts.config(tm)
@@ -279,17 +272,25 @@ func TrainMLMGuarded(m *bert.ModelForMaskedLM, tm *trainabletokens.Model, exampl
 		}
 		rep.KeptStep = bound.keptStep
 	}
-	if len(guard.Ordinary) > 0 {
-		if rep.OrdinaryAfter, rep.TakeoverAfter, err = evaluateMLM(m, tm, guard.Ordinary, taken); err != nil {
-			return rep, err
-		}
-	}
-	if len(guard.Held) > 0 {
-		if rep.HeldAfter, err = EvaluateMLM(m, tm, guard.Held); err != nil {
-			return rep, err
-		}
+	if rep.OrdinaryAfter, rep.TakeoverAfter, rep.HeldAfter, err = evaluateGuard(m, tm, guard, taken); err != nil {
+		return rep, err
 	}
 	return rep, nil
+}
+
+// evaluateGuard evaluates the guard's sets that are given (empty ones
+// give zero values): Ordinary, with the share of its positions the trained
+// ids take over, and Held.
+func evaluateGuard(m *bert.ModelForMaskedLM, tm *trainabletokens.Model, g Guard, taken map[int]bool) (ordinary Eval, takeover float64, held Eval, err error) {
+	if len(g.Ordinary) > 0 {
+		if ordinary, takeover, err = evaluateMLM(m, tm, g.Ordinary, taken); err != nil {
+			return ordinary, takeover, held, err
+		}
+	}
+	if len(g.Held) > 0 {
+		held, err = EvaluateMLM(m, tm, g.Held)
+	}
+	return ordinary, takeover, held, err
 }
 
 // trainedIDs returns the token ids of tm's active adapters.
