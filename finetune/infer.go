@@ -56,6 +56,31 @@ type MaskedLMPrediction struct {
 // positions: cybertron's ModelForMaskedLM.Predict for a whole batch, on
 // the fused forward. Values equal cybertron's to float rounding.
 func PredictMaskedLM(m *bert.ModelForMaskedLM, inputs []SequenceInput) ([]MaskedLMPrediction, error) {
+	return (*Predictor)(nil).PredictMaskedLM(m, inputs)
+}
+
+// Predictor runs the fast inference functions (PredictMaskedLM,
+// ClassifySequences, GenerateBART) and keeps the linear weights of the
+// models it serves packed for the matrix products between calls, as a
+// training Task does: a weight is repacked only when its values change
+// (checked at every call with a hash of its values), so repeated calls
+// skip the per-call packing. It holds one packed copy of those weights. A
+// nil *Predictor packs on every call, as the package functions do. Safe
+// for concurrent use.
+type Predictor struct{ cache *packCache }
+
+// NewPredictor returns a Predictor with an empty cache.
+func NewPredictor() *Predictor { return &Predictor{cache: newPackCache()} }
+
+func (p *Predictor) packs() *packCache {
+	if p == nil {
+		return nil
+	}
+	return p.cache
+}
+
+// PredictMaskedLM is the package's PredictMaskedLM with p's packed weights.
+func (p *Predictor) PredictMaskedLM(m *bert.ModelForMaskedLM, inputs []SequenceInput) ([]MaskedLMPrediction, error) {
 	if err := checkMaskedLM(inference, m); err != nil {
 		return nil, err
 	}
@@ -65,9 +90,9 @@ func PredictMaskedLM(m *bert.ModelForMaskedLM, inputs []SequenceInput) ([]Masked
 	}
 	switch m.Bert.Embeddings.Tokens.Weights[0].Value().(type) {
 	case *mat.Dense[float32]:
-		return predictMaskedLM[float32](m, dec, inputs)
+		return predictMaskedLM[float32](m, dec, inputs, p.packs())
 	case *mat.Dense[float64]:
-		return predictMaskedLM[float64](m, dec, inputs)
+		return predictMaskedLM[float64](m, dec, inputs, p.packs())
 	}
 	return nil, unsupportedf("embedding rows of type %T: expected *mat.Dense[float32] or *mat.Dense[float64]", m.Bert.Embeddings.Tokens.Weights[0].Value())
 }
@@ -76,14 +101,20 @@ func PredictMaskedLM(m *bert.ModelForMaskedLM, inputs []SequenceInput) ([]Masked
 // input: cybertron's ModelForSequenceClassification.Classify for a whole
 // batch, on the fused forward.
 func ClassifySequences(m *bert.ModelForSequenceClassification, inputs []SequenceInput) ([]mat.Matrix, error) {
+	return (*Predictor)(nil).ClassifySequences(m, inputs)
+}
+
+// ClassifySequences is the package's ClassifySequences with p's packed
+// weights.
+func (p *Predictor) ClassifySequences(m *bert.ModelForSequenceClassification, inputs []SequenceInput) ([]mat.Matrix, error) {
 	if err := checkSequenceClassification(inference, m); err != nil {
 		return nil, err
 	}
 	switch m.Bert.Embeddings.Tokens.Weights[0].Value().(type) {
 	case *mat.Dense[float32]:
-		return classifySequences[float32](m, inputs)
+		return classifySequences[float32](m, inputs, p.packs())
 	case *mat.Dense[float64]:
-		return classifySequences[float64](m, inputs)
+		return classifySequences[float64](m, inputs, p.packs())
 	}
 	return nil, unsupportedf("embedding rows of type %T: expected *mat.Dense[float32] or *mat.Dense[float64]", m.Bert.Embeddings.Tokens.Weights[0].Value())
 }
@@ -181,11 +212,12 @@ func (f *fBERT[T]) encode(b *bertBatch[T]) []T {
 	return h
 }
 
-func predictMaskedLM[T float](m *bert.ModelForMaskedLM, dec *linear.Model, inputs []SequenceInput) ([]MaskedLMPrediction, error) {
+func predictMaskedLM[T float](m *bert.ModelForMaskedLM, dec *linear.Model, inputs []SequenceInput, cache *packCache) ([]MaskedLMPrediction, error) {
 	f, ok := fusedBERTOf[T](inference, m.Bert, m.Layers[:len(m.Layers)-1])
 	if !ok {
 		return nil, unsupportedf("BERT model has a module or dtype the fused forward does not support")
 	}
+	f.usePacks(cache)
 	head, ok := newFLinear[T](inference, dec)
 	if !ok || head.in != f.dim {
 		return nil, unsupportedf("masked-LM output layer does not match the hidden size %d", f.dim)
@@ -297,7 +329,7 @@ func overrideLogits[T float](logits, h []T, rows map[int][]T, bias []T) {
 	}
 }
 
-func classifySequences[T float](m *bert.ModelForSequenceClassification, inputs []SequenceInput) ([]mat.Matrix, error) {
+func classifySequences[T float](m *bert.ModelForSequenceClassification, inputs []SequenceInput, cache *packCache) ([]mat.Matrix, error) {
 	f, ok := fusedBERTOf[T](inference, m.Bert, nil)
 	if !ok {
 		return nil, unsupportedf("BERT model has a module or dtype the fused forward does not support")
@@ -306,6 +338,11 @@ func classifySequences[T float](m *bert.ModelForSequenceClassification, inputs [
 	cls, ok2 := newFLinear[T](inference, m.Classifier)
 	if !ok1 || !ok2 || cls.in != f.dim {
 		return nil, unsupportedf("BERT pooler or classifier is not supported by the fused forward")
+	}
+	f.usePacks(cache)
+	usePacks(cache, nil, pool)
+	if cache != nil {
+		cls.pk = packedT(cache, &cls)
 	}
 	b, err := newBERTBatch[T](m.Bert, inputs)
 	if err != nil {
@@ -357,12 +394,17 @@ type GenerateOptions struct {
 // values (self- and cross-attention), so every step costs one position.
 // It returns the generated ids of each source, decoder start included.
 func GenerateBART(m *bart.ModelForConditionalGeneration, inputs []Seq2SeqInput, opts GenerateOptions) ([][]int, error) {
-	return generateBART(m, inputs, opts, nil)
+	return (*Predictor)(nil).GenerateBART(m, inputs, opts)
+}
+
+// GenerateBART is the package's GenerateBART with p's packed weights.
+func (p *Predictor) GenerateBART(m *bart.ModelForConditionalGeneration, inputs []Seq2SeqInput, opts GenerateOptions) ([][]int, error) {
+	return generateBART(m, inputs, opts, nil, p.packs())
 }
 
 // generateBART is GenerateBART; onLogits, if set, sees every step's
 // logits (before the pad mask) of every sequence still decoding.
-func generateBART(m *bart.ModelForConditionalGeneration, inputs []Seq2SeqInput, opts GenerateOptions, onLogits func(seq, step int, logits []float64)) ([][]int, error) {
+func generateBART(m *bart.ModelForConditionalGeneration, inputs []Seq2SeqInput, opts GenerateOptions, onLogits func(seq, step int, logits []float64), cache *packCache) ([][]int, error) {
 	s, err := seq2SeqOf(inference, m)
 	if err != nil {
 		return nil, err
@@ -383,9 +425,9 @@ func generateBART(m *bart.ModelForConditionalGeneration, inputs []Seq2SeqInput, 
 	}
 	switch s.enc.table.Weights[0].Value().(type) {
 	case *mat.Dense[float32]:
-		return generate[float32](m, s, inputs, opts, onLogits)
+		return generate[float32](m, s, inputs, opts, onLogits, cache)
 	case *mat.Dense[float64]:
-		return generate[float64](m, s, inputs, opts, onLogits)
+		return generate[float64](m, s, inputs, opts, onLogits, cache)
 	}
 	return nil, unsupportedf("embedding rows of type %T: expected *mat.Dense[float32] or *mat.Dense[float64]", s.enc.table.Weights[0].Value())
 }
@@ -482,11 +524,13 @@ func (b fBlock[T]) stepBlock(x []T, rows int, att func(nx []T) []T) []T {
 	return y
 }
 
-func generate[T float](m *bart.ModelForConditionalGeneration, s seq2Seq, inputs []Seq2SeqInput, opts GenerateOptions, onLogits func(seq, step int, logits []float64)) ([][]int, error) {
+func generate[T float](m *bart.ModelForConditionalGeneration, s seq2Seq, inputs []Seq2SeqInput, opts GenerateOptions, onLogits func(seq, step int, logits []float64), cache *packCache) ([][]int, error) {
 	f, ok := fusedBARTOf[T](inference, s)
 	if !ok {
 		return nil, unsupportedf("BART model has a module or dtype the fused forward does not support")
 	}
+	usePacks(cache, f.encBlocks)
+	usePacks(cache, f.decBlocks)
 	proj, ok := newFLinear[T](inference, m.Projection)
 	if !ok || proj.in != f.dim {
 		return nil, unsupportedf("BART Projection does not match d_model %d", f.dim)

@@ -329,3 +329,51 @@ func TestGenerateBARTPerSequenceRows(t *testing.T) {
 	assert.LessOrEqual(t, diff(logits[[2]int{1, 0}], plain[0]), forwardTolerance)
 	assert.Greater(t, diff(logits[[2]int{0, 0}], plain[0]), 1e-3)
 }
+
+// A Predictor gives the package functions' values bit for bit, call after
+// call, and follows a weight changed in place between calls.
+func TestPredictorReusesPackedWeights(t *testing.T) {
+	m := tinyBERT[float32](1)
+	p := finetune.NewPredictor()
+	want, err := finetune.PredictMaskedLM(m, inputsOf(bertSentences))
+	require.NoError(t, err)
+	for range 2 {
+		got, err := p.PredictMaskedLM(m, inputsOf(bertSentences))
+		require.NoError(t, err)
+		for s := range want {
+			assert.Equal(t, want[s].Logits.Data().F64(), got[s].Logits.Data().F64())
+		}
+	}
+	w := mat.Data[float32](m.Bert.Encoder.Layers[1].FF.MLP[0].(*linear.Model).W.Value())
+	old := w[3]
+	w[3] += 0.75
+	changed, err := finetune.PredictMaskedLM(m, inputsOf(bertSentences))
+	require.NoError(t, err)
+	got, err := p.PredictMaskedLM(m, inputsOf(bertSentences))
+	require.NoError(t, err)
+	assert.Equal(t, changed[0].Logits.Data().F64(), got[0].Logits.Data().F64(), "the changed weight is repacked")
+	assert.NotEqual(t, want[0].Logits.Data().F64(), got[0].Logits.Data().F64())
+	w[3] = old
+
+	c := tinyBERTClassifier[float32](2)
+	wc, err := finetune.ClassifySequences(c, inputsOf(bertSentences))
+	require.NoError(t, err)
+	gc, err := p.ClassifySequences(c, inputsOf(bertSentences))
+	require.NoError(t, err)
+	for s := range wc {
+		assert.Equal(t, wc[s].Data().F64(), gc[s].Data().F64())
+	}
+
+	b := tinyBART[float32](bartVariants[1], 3)
+	in := []finetune.Seq2SeqInput{{Source: bartPairs[0].Source}, {Source: bartPairs[1].Source}}
+	wb, err := finetune.GenerateBART(b, in, finetune.GenerateOptions{MaxLength: 6})
+	require.NoError(t, err)
+	gb, err := p.GenerateBART(b, in, finetune.GenerateOptions{MaxLength: 6})
+	require.NoError(t, err)
+	assert.Equal(t, wb, gb)
+
+	var nilP *finetune.Predictor // packs per call, like the functions
+	ng, err := nilP.PredictMaskedLM(m, inputsOf(bertSentences))
+	require.NoError(t, err)
+	assert.Equal(t, want[0].Logits.Data().F64(), ng[0].Logits.Data().F64())
+}

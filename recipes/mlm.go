@@ -86,6 +86,7 @@ func evaluateMLM(m *bert.ModelForMaskedLM, tm *trainabletokens.Model, examples [
 		return e, 0, fmt.Errorf("recipes: model is nil")
 	}
 	const batch = 16
+	pred := finetune.NewPredictor() // the weights packed once for all batches
 	run := func() error {
 		for b0 := 0; b0 < len(examples); b0 += batch {
 			exs := examples[b0:min(len(examples), b0+batch)]
@@ -96,7 +97,7 @@ func evaluateMLM(m *bert.ModelForMaskedLM, tm *trainabletokens.Model, examples [
 				}
 				in[j] = finetune.SequenceInput{Tokens: ex.Tokens}
 			}
-			preds, err := finetune.PredictMaskedLM(m, in)
+			preds, err := pred.PredictMaskedLM(m, in)
 			if err != nil {
 				return fmt.Errorf("recipes: examples %d–%d: %w", b0, b0+len(exs)-1, err)
 			}

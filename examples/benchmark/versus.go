@@ -423,9 +423,10 @@ func versusOne(script string, envs []torchEnv, size versusSize, rounds int, vs *
 		sort.Ints(ps)
 		inputs[i] = finetune.SequenceInput{Tokens: ex.Tokens, Positions: ps}
 	}
+	pred := finetune.NewPredictor() // weights packed once, as a user serving requests would
 	infer := func() error {
 		return tm.Do(func() error {
-			_, err := finetune.PredictMaskedLM(m, inputs)
+			_, err := pred.PredictMaskedLM(m, inputs)
 			return err
 		})
 	}
