@@ -33,6 +33,7 @@ import (
 	"github.com/nlpodyssey/cybertron/pkg/models/bert"
 	"github.com/nlpodyssey/cybertron/pkg/vocabulary"
 	"github.com/nlpodyssey/spago/mat"
+	"github.com/nlpodyssey/spago/nn"
 	"github.com/nlpodyssey/spago/nn/linear"
 
 	"github.com/gopeft/gopeft/finetune"
@@ -213,24 +214,28 @@ func newResult(ts []timing, samples int, maxDiff float64) result {
 	}
 }
 
-// adapters adds cfg.batch adapters "a0".."a7" on overlapping id ranges,
-// each with rows of its own.
-func adapters(tm *trainabletokens.Model, cfg config, first int, rng *rand.Rand) ([]string, error) {
-	var names []string
+// adapters attaches cfg.batch adapters "a0".."a7" to m on overlapping id
+// ranges at the end of the vocabulary (each shares half its ids with the
+// next), each with rows of its own; first is the lowest of their ids.
+func adapters(m nn.Model, cfg config, rng *rand.Rand) (tm *trainabletokens.Model, first int, names []string, err error) {
+	first = cfg.vocab - cfg.batch*cfg.adapterIDs
 	for a := 0; a < cfg.batch; a++ {
 		ids := make([]int, cfg.adapterIDs)
 		for i := range ids {
 			ids[i] = first + a*cfg.adapterIDs/2 + i // half overlaps the next adapter
 		}
 		name := fmt.Sprintf("a%d", a)
-		if a > 0 { // New made a0
-			if err := tm.AddAdapter(name, trainabletokens.Config{TokenIndices: ids}); err != nil {
-				return nil, err
-			}
+		if a == 0 {
+			tm, err = trainabletokens.New(m, trainabletokens.Config{TokenIndices: ids}, name)
+		} else {
+			err = tm.AddAdapter(name, trainabletokens.Config{TokenIndices: ids})
+		}
+		if err != nil {
+			return nil, 0, nil, err
 		}
 		ps, err := tm.Rows(name, "")
 		if err != nil {
-			return nil, err
+			return nil, 0, nil, err
 		}
 		for _, p := range ps {
 			d := mat.Data[float32](p.Value())
@@ -240,15 +245,7 @@ func adapters(tm *trainabletokens.Model, cfg config, first int, rng *rand.Rand) 
 		}
 		names = append(names, name)
 	}
-	return names, tm.Sync()
-}
-
-func firstAdapter(cfg config, first int) trainabletokens.Config {
-	ids := make([]int, cfg.adapterIDs)
-	for i := range ids {
-		ids[i] = first + i
-	}
-	return trainabletokens.Config{TokenIndices: ids}
+	return tm, first, names, tm.Sync()
 }
 
 func measureBERT(cfg config) (result, error) {
@@ -265,12 +262,7 @@ func measureBERT(cfg config) (result, error) {
 	m := bert.NewModelForMaskedLM[float32](b)
 	randomize(m, rng)
 	tie(m.Layers[3].(*linear.Model), b.Embeddings.Tokens.Weights, cfg.hidden)
-	first := cfg.vocab - cfg.batch*cfg.adapterIDs
-	tm, err := trainabletokens.New(m, firstAdapter(cfg, first), "a0")
-	if err != nil {
-		return result{}, err
-	}
-	names, err := adapters(tm, cfg, first, rng)
+	tm, first, names, err := adapters(m, cfg, rng)
 	if err != nil {
 		return result{}, err
 	}
@@ -328,12 +320,7 @@ func measureBART(cfg config) (result, error) {
 	m := bart.NewModelForConditionalGeneration[float32](bart.New[float32](bc))
 	randomize(m, rng)
 	tie(m.Projection, m.Bart.Embeddings.Weights, cfg.hidden)
-	first := cfg.vocab - cfg.batch*cfg.adapterIDs
-	tm, err := trainabletokens.New(m, firstAdapter(cfg, first), "a0")
-	if err != nil {
-		return result{}, err
-	}
-	names, err := adapters(tm, cfg, first, rng)
+	tm, first, names, err := adapters(m, cfg, rng)
 	if err != nil {
 		return result{}, err
 	}
