@@ -121,28 +121,57 @@ func (p *Predictor) ClassifySequences(m *bert.ModelForSequenceClassification, in
 
 // rowMap converts a per-sequence row replacement map, checking every row.
 func rowMap[T float](what string, rs map[int]mat.Tensor, rows, dim int) (map[int][]T, error) {
+	return convertRows[T](rs, rows, dim, true,
+		func(id int) string { return fmt.Sprintf("%s: token id %d", what, id) },
+		func(id int) string { return fmt.Sprintf("%s: row of token id %d", what, id) })
+}
+
+// convertRows is the one conversion of replacement rows (id → a row of dim
+// values; SequenceInput.Rows/OutputRows, Seq2SeqInput.Rows/OutputRows,
+// SampleRows.Input/Output) to slices: every id must be in [0, limit) and
+// every row a *mat.Dense[T] of dim values (after Value() when unwrap is
+// set). idName and rowName name an id and its row in errors. Nothing is
+// copied: the slices alias the rows. An empty map gives nil.
+func convertRows[T float, V mat.Tensor](rs map[int]V, limit, dim int, unwrap bool, idName, rowName func(id int) string) (map[int][]T, error) {
 	if len(rs) == 0 {
 		return nil, nil
 	}
 	out := make(map[int][]T, len(rs))
 	for id, r := range rs {
-		if id < 0 || id >= rows {
-			return nil, invalidf("%s: token id %d out of range [0, %d)", what, id, rows)
+		if id < 0 || id >= limit {
+			return nil, invalidf("%s out of range [0, %d)", idName(id), limit)
 		}
-		if r == nil || r.Value() == nil {
-			return nil, invalidf("%s: row of token id %d is nil", what, id)
+		var t mat.Tensor = r
+		if unwrap && t != nil {
+			t = t.Value()
 		}
-		d, ok := r.Value().(*mat.Dense[T])
-		if !ok {
-			var z T
-			return nil, invalidf("%s: row of token id %d is %T, expected *mat.Dense[%T]", what, id, r.Value(), z)
+		d, err := denseRow[T](t, dim)
+		if err != nil {
+			return nil, invalidf("%s %v", rowName(id), err)
 		}
-		if d.Size() != dim {
-			return nil, invalidf("%s: row of token id %d has %d values, expected %d", what, id, d.Size(), dim)
-		}
-		out[id] = mat.Data[T](d)
+		out[id] = d
 	}
 	return out, nil
+}
+
+// denseRow returns the values of a row that must be a *mat.Dense[T] of
+// dim values.
+func denseRow[T float](v mat.Tensor, dim int) ([]T, error) {
+	if v == nil {
+		return nil, fmt.Errorf("is nil")
+	}
+	d, ok := v.(*mat.Dense[T])
+	if !ok {
+		var z T
+		return nil, fmt.Errorf("is %T, expected *mat.Dense[%T]", v, z)
+	}
+	if d == nil {
+		return nil, fmt.Errorf("is nil")
+	}
+	if d.Size() != dim {
+		return nil, fmt.Errorf("has %d values, expected %d", d.Size(), dim)
+	}
+	return mat.Data[T](d), nil
 }
 
 // rowOf returns row id of a table, or its replacement.
@@ -158,7 +187,28 @@ type bertBatch[T float] struct {
 	inputs []bertInput
 	qs     []span
 	n      int
-	rows   []map[int][]T
+	// over holds per sequence the rows that replace rows of the embedding
+	// tables (nil, or a nil map: the model's own rows). PredictMaskedLM and
+	// ClassifySequences replace token rows only; MixedMaskedLMLogits any
+	// table's rows.
+	over []map[rowUse][]T
+}
+
+// add appends one validated sequence with its overrides.
+func (b *bertBatch[T]) add(in bertInput, over map[rowUse][]T) {
+	b.inputs = append(b.inputs, in)
+	b.over = append(b.over, over)
+	b.qs = append(b.qs, span{off: b.n, n: len(in.ids)})
+	b.n += len(in.ids)
+}
+
+// row returns row id of table e for sequence s: its override or the
+// table's own.
+func (b *bertBatch[T]) row(s int, e *embedding.Model, id int) []T {
+	if r, ok := b.over[s][rowUse{e, id}]; ok {
+		return r
+	}
+	return mat.Data[T](e.Weights[id].Value())
 }
 
 func newBERTBatch[T float](m *bert.Model, inputs []SequenceInput) (*bertBatch[T], error) {
@@ -179,10 +229,14 @@ func newBERTBatch[T float](m *bert.Model, inputs []SequenceInput) (*bertBatch[T]
 		if err != nil {
 			return nil, err
 		}
-		b.inputs = append(b.inputs, bi)
-		b.rows = append(b.rows, r)
-		b.qs = append(b.qs, span{off: b.n, n: len(bi.ids)})
-		b.n += len(bi.ids)
+		var over map[rowUse][]T
+		if r != nil {
+			over = make(map[rowUse][]T, len(r))
+			for id, v := range r {
+				over[rowUse{e.Tokens, id}] = v
+			}
+		}
+		b.add(bi, over)
 	}
 	return b, nil
 }
@@ -196,9 +250,9 @@ func (f *fBERT[T]) encode(b *bertBatch[T]) []T {
 		for i, id := range in.ids {
 			at := b.qs[s].off + i
 			row := x0[at*dIn : (at+1)*dIn]
-			tok := rowOf(e.Tokens, id, b.rows[s])
-			pos := rowOf[T](e.Positions, i, nil)
-			typ := rowOf[T](e.TokenTypes, in.types[i], nil)
+			tok := b.row(s, e.Tokens, id)
+			pos := b.row(s, e.Positions, i)
+			typ := b.row(s, e.TokenTypes, in.types[i])
 			for j := range row {
 				row[j] = tok[j] + pos[j] + typ[j]
 			}
@@ -210,6 +264,18 @@ func (f *fBERT[T]) encode(b *bertBatch[T]) []T {
 	}
 	h, _ := runBlocks(f.blocks, x, b.qs, nil, false)
 	return h
+}
+
+// maskedHidden returns the masked-LM head's transform of the hidden states
+// h (n×dim, from encode) at batch rows at: len(at)×dim.
+func (f *fBERT[T]) maskedHidden(h []T, at []int) []T {
+	d := f.dim
+	sel := make([]T, len(at)*d)
+	for k, r := range at {
+		copy(sel[k*d:(k+1)*d], h[r*d:(r+1)*d])
+	}
+	y, _ := runSteps(f.transform, sel, len(at), false)
+	return y
 }
 
 func predictMaskedLM[T float](m *bert.ModelForMaskedLM, dec *linear.Model, inputs []SequenceInput, cache *packCache) ([]MaskedLMPrediction, error) {
@@ -257,13 +323,8 @@ func predictMaskedLM[T float](m *bert.ModelForMaskedLM, dec *linear.Model, input
 		}
 		positions[s] = append([]int(nil), ps...)
 	}
-	h := f.encode(b)
+	y := f.maskedHidden(f.encode(b), at)
 	d := f.dim
-	sel := make([]T, len(at)*d)
-	for k, r := range at {
-		copy(sel[k*d:(k+1)*d], h[r*d:(r+1)*d])
-	}
-	y, _ := runSteps(f.transform, sel, len(at), false)
 	logits := vocabLogits(head, y, len(at))
 	out := make([]MaskedLMPrediction, len(inputs))
 	k := 0

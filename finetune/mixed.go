@@ -126,54 +126,27 @@ func checkPositions(positions []int, n int) error {
 	return nil
 }
 
-// inferMaskedLM is maskedLM's forward without autograd: the transformed
-// hidden states (rows) at the positions of every sample, in order, and the
-// number of rows per sample.
+// inferMaskedLM is maskedLM's forward without autograd, on the encode
+// path of PredictMaskedLM: the transformed hidden states (rows) at the
+// positions of every sample, in order, and the number of rows per sample.
 func (f *fBERT[T]) inferMaskedLM(inputs []bertInput, positions [][]int, over []map[rowUse][]T) ([]T, []int) {
-	e := f.m.Embeddings
-	dIn := e.Tokens.Dim
-	grads := newRowGrads[T]()
-	grads.over = over
-	var qs []span
-	n := 0
-	for _, in := range inputs {
-		qs = append(qs, span{off: n, n: len(in.ids)})
-		n += len(in.ids)
-	}
-	x0 := make([]T, n*dIn)
+	b := &bertBatch[T]{}
 	for s, in := range inputs {
-		grads.cur = s
-		for i, id := range in.ids {
-			at := qs[s].off + i
-			row := x0[at*dIn : (at+1)*dIn]
-			tok := grads.lookup(e.Tokens, id, at, 1)
-			pos := grads.lookup(e.Positions, i, at, 1)
-			typ := grads.lookup(e.TokenTypes, in.types[i], at, 1)
-			for j := range row {
-				row[j] = tok[j] + pos[j] + typ[j]
-			}
+		var o map[rowUse][]T
+		if over != nil {
+			o = over[s]
 		}
+		b.add(in, o)
 	}
 	var at []int
 	counts := make([]int, len(inputs))
 	for s, ps := range positions {
 		for _, p := range ps {
-			at = append(at, qs[s].off+p)
+			at = append(at, b.qs[s].off+p)
 		}
 		counts[s] = len(ps)
 	}
-	x, _ := f.norm.forward(x0, n, false)
-	if f.projector != nil {
-		x = f.projector.forward(x, n)
-	}
-	h, _ := runBlocks(f.blocks, x, qs, nil, false)
-	d := f.dim
-	sel := make([]T, len(at)*d)
-	for k, r := range at {
-		copy(sel[k*d:(k+1)*d], h[r*d:(r+1)*d])
-	}
-	y, _ := runSteps(f.transform, sel, len(at), false)
-	return y, counts
+	return f.maskedHidden(f.encode(b), at), counts
 }
 
 // MixedConditionalGenerationLogits runs a batch of BART samples (source
@@ -249,8 +222,9 @@ func mixedSeq2Seq[T float](s seq2Seq, out *linear.Model, tables []*embedding.Mod
 	return mixedLogits(out, y, f.dim, counts, outRows)
 }
 
-// sampleOverrides validates rows and converts them to per-sample lookup
-// maps (nil when no sample overrides anything) and output rows.
+// sampleOverrides validates rows and converts them (convertRows, as the
+// SequenceInput rows are converted) to per-sample lookup maps (nil when no
+// sample overrides anything) and output rows.
 func sampleOverrides[T float](rows []SampleRows, n int, tables []*embedding.Model, out *linear.Model) ([]map[rowUse][]T, []map[int][]T, error) {
 	if rows == nil {
 		return nil, nil, nil
@@ -272,44 +246,25 @@ func sampleOverrides[T float](rows []SampleRows, n int, tables []*embedding.Mode
 			if !known[e] {
 				return nil, nil, invalidf("sample %d: SampleRows.Input names an embedding table the model does not read", s)
 			}
-			for id, v := range byID {
-				if id < 0 || id >= tableRows(e) {
-					return nil, nil, invalidf("sample %d: input row id %d out of range [0, %d)", s, id, tableRows(e))
-				}
-				d, err := rowData[T](v, e.Dim)
-				if err != nil {
-					return nil, nil, invalidf("sample %d: input row %d: %v", s, id, err)
-				}
+			in, err := convertRows[T](byID, tableRows(e), e.Dim, false,
+				func(id int) string { return fmt.Sprintf("sample %d: input row id %d", s, id) },
+				func(id int) string { return fmt.Sprintf("sample %d: input row %d:", s, id) })
+			if err != nil {
+				return nil, nil, err
+			}
+			for id, d := range in {
 				over[s][rowUse{e, id}] = d
 			}
 		}
-		if len(r.Output) > 0 {
-			outRows[s] = map[int][]T{}
+		o, err := convertRows[T](r.Output, vocab, dim, false,
+			func(id int) string { return fmt.Sprintf("sample %d: output row id %d", s, id) },
+			func(id int) string { return fmt.Sprintf("sample %d: output row %d:", s, id) })
+		if err != nil {
+			return nil, nil, err
 		}
-		for id, v := range r.Output {
-			if id < 0 || id >= vocab {
-				return nil, nil, invalidf("sample %d: output row id %d out of range [0, %d)", s, id, vocab)
-			}
-			d, err := rowData[T](v, dim)
-			if err != nil {
-				return nil, nil, invalidf("sample %d: output row %d: %v", s, id, err)
-			}
-			outRows[s][id] = d
-		}
+		outRows[s] = o
 	}
 	return over, outRows, nil
-}
-
-func rowData[T float](v mat.Matrix, dim int) ([]T, error) {
-	d, ok := v.(*mat.Dense[T])
-	if !ok || d == nil {
-		var z T
-		return nil, fmt.Errorf("is %T, expected *mat.Dense[%T]", v, z)
-	}
-	if d.Size() != dim {
-		return nil, fmt.Errorf("has %d values, expected %d", d.Size(), dim)
-	}
-	return mat.Data[T](d), nil
 }
 
 // mixedLogits returns per sample the vocab × counts[s] logits of h (rows:
