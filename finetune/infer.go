@@ -323,17 +323,16 @@ func predictMaskedLM[T float](m *bert.ModelForMaskedLM, dec *linear.Model, input
 		}
 		positions[s] = append([]int(nil), ps...)
 	}
-	y := f.maskedHidden(f.encode(b), at)
-	d := f.dim
-	logits := vocabLogits(head, y, len(at))
+	counts := make([]int, len(positions))
+	for s, ps := range positions {
+		counts[s] = len(ps)
+	}
+	logits := sampleLogits(head, f.maskedHidden(f.encode(b), at), counts, outs)
 	out := make([]MaskedLMPrediction, len(inputs))
 	k := 0
 	for s, ps := range positions {
 		v := head.out
 		l := logits[k*v : (k+len(ps))*v : (k+len(ps))*v]
-		for i := range ps {
-			overrideLogits(l[i*v:(i+1)*v], y[(k+i)*d:(k+i+1)*d], outs[s], head.b)
-		}
 		out[s] = MaskedLMPrediction{Positions: ps, Logits: mat.NewDense[T](mat.WithShape(len(ps), v), mat.WithBacking(l))}
 		k += len(ps)
 	}
@@ -379,15 +378,40 @@ func vocabLogits[T float](l fLinear[T], y []T, rows int) []T {
 	return out
 }
 
-// overrideLogits recomputes the logits of replaced output rows: row·h + b.
-func overrideLogits[T float](logits, h []T, rows map[int][]T, bias []T) {
-	for id, r := range rows {
-		var s T
-		for j, v := range r {
-			s += v * h[j]
-		}
-		logits[id] = s + bias[id]
+// sampleLogits is vocabLogits for a batch of samples with their own output
+// rows: sample s owns counts[s] consecutive rows of y, and the logits of
+// every id in outRows[s] (outRows nil: none) are recomputed from its own
+// row as tying.Logits computes them for the sample alone: one k×in by
+// in×counts[s] product of its rows (in id order), plus the bias. gemm
+// computes every element by the same operations whatever the shape or
+// operand layout, so each sample's values are bit for bit those of the
+// sample run alone. Both PredictMaskedLM/GenerateBART and the Mixed*
+// functions compute their logits here.
+func sampleLogits[T float](l fLinear[T], y []T, counts []int, outRows []map[int][]T) []T {
+	total := 0
+	for _, n := range counts {
+		total += n
 	}
+	logits := vocabLogits(l, y, total)
+	off := 0
+	for s, n := range counts {
+		if outRows != nil && len(outRows[s]) > 0 && n > 0 {
+			ids := sortedKeys(outRows[s])
+			r := make([]T, 0, len(ids)*l.in)
+			for _, id := range ids {
+				r = append(r, outRows[s][id]...)
+			}
+			yk := make([]T, len(ids)*n)
+			gemm.Gemm(false, true, len(ids), n, l.in, r, l.in, y[off*l.in:], l.in, yk, n, false)
+			for k, id := range ids {
+				for c, v := range yk[k*n : (k+1)*n] {
+					logits[(off+c)*l.out+id] = v + l.b[id]
+				}
+			}
+		}
+		off += n
+	}
+	return logits
 }
 
 func classifySequences[T float](m *bert.ModelForSequenceClassification, inputs []SequenceInput, cache *packCache) ([]mat.Matrix, error) {
@@ -701,11 +725,15 @@ func generate[T float](m *bart.ModelForConditionalGeneration, s seq2Seq, inputs 
 			y = fb.stepBlock(y, b, nil)
 		}
 		y, _ = normOpt(f.decFinal, y, b, false)
-		logits := vocabLogits(proj, y, b)
+		ones := make([]int, b)
+		stepOuts := make([]map[int][]T, b)
+		for r, i := range active {
+			ones[r], stepOuts[r] = 1, outs[i]
+		}
+		logits := sampleLogits(proj, y, ones, stepOuts)
 		next := active[:0]
 		for r, i := range active {
 			l := logits[r*vocab : (r+1)*vocab]
-			overrideLogits(l, y[r*d:(r+1)*d], outs[i], proj.b)
 			if onLogits != nil {
 				lf := make([]float64, vocab)
 				for j, v := range l {

@@ -19,8 +19,6 @@ import (
 	"github.com/nlpodyssey/spago/nn"
 	"github.com/nlpodyssey/spago/nn/embedding"
 	"github.com/nlpodyssey/spago/nn/linear"
-
-	"github.com/gopeft/gopeft/internal/gemm"
 )
 
 // SampleRows are the rows one sample of a mixed batch uses instead of the
@@ -268,12 +266,9 @@ func sampleOverrides[T float](rows []SampleRows, n int, tables []*embedding.Mode
 }
 
 // mixedLogits returns per sample the vocab × counts[s] logits of h (rows:
-// the hidden states of every sample in order, dim wide): W·h + B for the
-// whole batch as one product (W is packed once), then per sample the rows
-// it overrides recomputed as one k×dim by dim×n product, as tying.Logits
-// computes them. internal/gemm computes every element by the same sequence
-// of operations whatever the shape, so the values are bit for bit those of
-// the sample run alone (the tests check it).
+// the hidden states of every sample in order, dim wide), computed by
+// sampleLogits as PredictMaskedLM and GenerateBART compute theirs, and
+// laid out as MaskedLMLogits returns them.
 func mixedLogits[T float](out *linear.Model, h []T, dim int, counts []int, outRows []map[int][]T) ([]mat.Matrix, error) {
 	w, ok1 := out.W.Value().(*mat.Dense[T])
 	b, ok2 := out.B.Value().(*mat.Dense[T])
@@ -281,37 +276,12 @@ func mixedLogits[T float](out *linear.Model, h []T, dim int, counts []int, outRo
 		return nil, invalidf("output layer W %v / B %v does not match hidden size %d and the model's dtype", out.W.Value().Shape(), out.B.Value().Shape(), dim)
 	}
 	vocab := w.Shape()[0]
-	ws, bs := mat.Data[T](w), mat.Data[T](b)
-	total := len(h) / dim
-	ht := transpose(h, total, dim) // dim × total
-	all := make([]T, vocab*total)
-	gemm.Gemm(false, false, vocab, total, dim, ws, dim, ht, total, all, total, false)
+	l := fLinear[T]{w: mat.Data[T](w), b: mat.Data[T](b), out: vocab, in: dim}
+	all := sampleLogits(l, h, counts, outRows) // rows × vocab
 	res := make([]mat.Matrix, len(counts))
 	off := 0
 	for s, n := range counts {
-		y := make([]T, vocab*n)
-		for v := 0; v < vocab; v++ {
-			row := y[v*n : (v+1)*n]
-			copy(row, all[v*total+off:v*total+off+n])
-			for c := range row {
-				row[c] += bs[v]
-			}
-		}
-		if outRows != nil && len(outRows[s]) > 0 {
-			ids := sortedKeys(outRows[s])
-			r := make([]T, 0, len(ids)*dim)
-			for _, id := range ids {
-				r = append(r, outRows[s][id]...)
-			}
-			yk := make([]T, len(ids)*n)
-			gemm.Gemm(false, false, len(ids), n, dim, r, dim, ht[off:], total, yk, n, false)
-			for k, id := range ids {
-				row := y[id*n : (id+1)*n]
-				for c, v := range yk[k*n : (k+1)*n] {
-					row[c] = v + bs[id]
-				}
-			}
-		}
+		y := transpose(all[off*vocab:(off+n)*vocab], n, vocab)
 		res[s] = mat.NewDense[T](mat.WithShape(vocab, n), mat.WithBacking(y))
 		off += n
 	}
