@@ -176,10 +176,6 @@ type rowGrads[T float] struct {
 	index map[rowUse]int
 	rows  []*embedding.Embedding
 	uses  [][]rowPos[T] // per row: (batch row, factor)
-	// over, when set, holds per sample the rows that replace table rows
-	// (mixed-adapter batches, mixed.go); cur is the sample being embedded.
-	over []map[rowUse][]T
-	cur  int
 }
 
 // rowPos is one use of a row: its batch row, and the factor its gradient
@@ -194,11 +190,6 @@ func newRowGrads[T float]() *rowGrads[T] { return &rowGrads[T]{index: map[rowUse
 // lookup returns row id of table e as a slice, recording the use when the
 // row requires a gradient.
 func (r *rowGrads[T]) lookup(e *embedding.Model, id, at int, factor T) []T {
-	if r.over != nil {
-		if row, ok := r.over[r.cur][rowUse{e, id}]; ok {
-			return row
-		}
-	}
 	w := e.Weights[id]
 	if w.RequiresGrad() {
 		key := rowUse{e, id}
@@ -369,7 +360,6 @@ func (f *fBERT[T]) maskedLM(inputs []bertInput, positions [][]int) mat.Tensor {
 	}
 	x0 := make([]T, n*dIn)
 	for s, in := range inputs {
-		grads.cur = s
 		for i, id := range in.ids {
 			at := qs[s].off + i
 			row := x0[at*dIn : (at+1)*dIn]
@@ -491,7 +481,6 @@ func (f fEmbedder[T]) embed(seqs [][]int, grads *rowGrads[T], base int) ([]T, []
 	}
 	x := make([]T, n*d)
 	for s, ids := range seqs {
-		grads.cur = s
 		for i, id := range ids {
 			at := ss[s].off + i
 			tok := grads.lookup(f.b.table, id, base+at, f.scale)

@@ -174,12 +174,27 @@ func denseRow[T float](v mat.Tensor, dim int) ([]T, error) {
 	return mat.Data[T](d), nil
 }
 
-// rowOf returns row id of a table, or its replacement.
-func rowOf[T float](e *embedding.Model, id int, over map[int][]T) []T {
-	if r, ok := over[id]; ok {
+// rowOf returns row id of table e, or its replacement in over (nil: none).
+func rowOf[T float](e *embedding.Model, id int, over map[rowUse][]T) []T {
+	if r, ok := over[rowUse{e, id}]; ok {
 		return r
 	}
 	return mat.Data[T](e.Weights[id].Value())
+}
+
+// tokenOverrides keys an id-keyed token-row map (rowMap) by the tables it
+// replaces rows of (nil stays nil).
+func tokenOverrides[T float](rows map[int][]T, tables ...*embedding.Model) map[rowUse][]T {
+	if rows == nil {
+		return nil
+	}
+	over := make(map[rowUse][]T, len(rows)*len(tables))
+	for _, e := range tables {
+		for id, v := range rows {
+			over[rowUse{e, id}] = v
+		}
+	}
+	return over
 }
 
 // bertBatch is a validated BERT batch.
@@ -202,15 +217,6 @@ func (b *bertBatch[T]) add(in bertInput, over map[rowUse][]T) {
 	b.n += len(in.ids)
 }
 
-// row returns row id of table e for sequence s: its override or the
-// table's own.
-func (b *bertBatch[T]) row(s int, e *embedding.Model, id int) []T {
-	if r, ok := b.over[s][rowUse{e, id}]; ok {
-		return r
-	}
-	return mat.Data[T](e.Weights[id].Value())
-}
-
 func newBERTBatch[T float](m *bert.Model, inputs []SequenceInput) (*bertBatch[T], error) {
 	if len(inputs) == 0 {
 		return nil, invalidf("no inputs")
@@ -229,14 +235,7 @@ func newBERTBatch[T float](m *bert.Model, inputs []SequenceInput) (*bertBatch[T]
 		if err != nil {
 			return nil, err
 		}
-		var over map[rowUse][]T
-		if r != nil {
-			over = make(map[rowUse][]T, len(r))
-			for id, v := range r {
-				over[rowUse{e.Tokens, id}] = v
-			}
-		}
-		b.add(bi, over)
+		b.add(bi, tokenOverrides(r, e.Tokens))
 	}
 	return b, nil
 }
@@ -250,9 +249,9 @@ func (f *fBERT[T]) encode(b *bertBatch[T]) []T {
 		for i, id := range in.ids {
 			at := b.qs[s].off + i
 			row := x0[at*dIn : (at+1)*dIn]
-			tok := b.row(s, e.Tokens, id)
-			pos := b.row(s, e.Positions, i)
-			typ := b.row(s, e.TokenTypes, in.types[i])
+			tok := rowOf(e.Tokens, id, b.over[s])
+			pos := rowOf(e.Positions, i, b.over[s])
+			typ := rowOf(e.TokenTypes, in.types[i], b.over[s])
 			for j := range row {
 				row[j] = tok[j] + pos[j] + typ[j]
 			}
@@ -517,11 +516,12 @@ func generateBART(m *bart.ModelForConditionalGeneration, inputs []Seq2SeqInput, 
 	return nil, unsupportedf("embedding rows of type %T: expected *mat.Dense[float32] or *mat.Dense[float64]", s.enc.table.Weights[0].Value())
 }
 
-// embedRow writes one BART embedding row (scaled token + position) into dst.
-func (f fEmbedder[T]) embedRow(dst []T, id, pos int, over map[int][]T) {
+// embedRow writes one BART embedding row (scaled token + position) into
+// dst, with the rows of over replacing the tables' own.
+func (f fEmbedder[T]) embedRow(dst []T, id, pos int, over map[rowUse][]T) {
 	p := f.b.e.PositionalEncoder
 	tok := rowOf(f.b.table, id, over)
-	pr := rowOf[T](p.Embeddings, pos+p.Config.Offset, nil)
+	pr := rowOf(p.Embeddings, pos+p.Config.Offset, over)
 	for j := range dst {
 		t := tok[j]
 		if f.b.e.Config.ScaleEmbedding {
@@ -529,6 +529,31 @@ func (f fEmbedder[T]) embedRow(dst []T, id, pos int, over map[int][]T) {
 		}
 		dst[j] = t + pr[j]
 	}
+}
+
+// embedSeqs embeds whole sequences for inference (GenerateBART's encoder,
+// MixedConditionalGenerationLogits), sequence s with the rows of over[s]
+// (over nil: the model's own): n×dim rows and the sequences' spans.
+func (f fEmbedder[T]) embedSeqs(seqs [][]int, over []map[rowUse][]T) ([]T, []span) {
+	d := f.b.table.Dim
+	var ss []span
+	n := 0
+	for _, ids := range seqs {
+		ss = append(ss, span{off: n, n: len(ids)})
+		n += len(ids)
+	}
+	x := make([]T, n*d)
+	for s, ids := range seqs {
+		var o map[rowUse][]T
+		if over != nil {
+			o = over[s]
+		}
+		for p, id := range ids {
+			at := ss[s].off + p
+			f.embedRow(x[at*d:(at+1)*d], id, p, o)
+		}
+	}
+	return x, ss
 }
 
 // kv holds keys and values of one attention over one sequence: rows of
@@ -622,13 +647,14 @@ func generate[T float](m *bart.ModelForConditionalGeneration, s seq2Seq, inputs 
 	}
 	d, vocab := f.dim, proj.out
 	tableN := tableRows(s.enc.table)
-	rows := make([]map[int][]T, len(inputs))
+	rows := make([]map[rowUse][]T, len(inputs))
 	outs := make([]map[int][]T, len(inputs))
 	for i, in := range inputs {
-		var err error
-		if rows[i], err = rowMap[T](fmt.Sprintf("input %d Rows", i), in.Rows, tableN, d); err != nil {
+		r, err := rowMap[T](fmt.Sprintf("input %d Rows", i), in.Rows, tableN, d)
+		if err != nil {
 			return nil, err
 		}
+		rows[i] = tokenOverrides(r, s.enc.table, s.dec.table)
 		if outs[i], err = rowMap[T](fmt.Sprintf("input %d OutputRows", i), in.OutputRows, vocab, d); err != nil {
 			return nil, err
 		}
@@ -659,19 +685,12 @@ func generate[T float](m *bart.ModelForConditionalGeneration, s seq2Seq, inputs 
 	}
 
 	// Encoder, whole batch.
-	var es []span
-	ne := 0
-	for _, in := range inputs {
-		es = append(es, span{off: ne, n: len(in.Source)})
-		ne += len(in.Source)
-	}
-	xe := make([]T, ne*d)
+	sources := make([][]int, len(inputs))
 	for i, in := range inputs {
-		for p, id := range in.Source {
-			at := es[i].off + p
-			f.enc.embedRow(xe[at*d:(at+1)*d], id, p, rows[i])
-		}
+		sources[i] = in.Source
 	}
+	xe, es := f.enc.embedSeqs(sources, rows)
+	ne := rowsOf(es)
 	x, _ := normOpt(f.enc.norm, xe, ne, false)
 	x, _ = runBlocks(f.encBlocks, x, es, nil, false)
 	x, _ = normOpt(f.encFinal, x, ne, false)

@@ -4,10 +4,12 @@ package finetune
 // their own embedding rows (one adapter per sample). The fused forward
 // already computes every sequence independently (linear layers and norms
 // per row, attention per sequence), so the only per-sample parts are the
-// embedding lookups and the output rows of a tied projection: the lookups
-// take a per-sample row override (rowGrads.over), and each sample's logits
-// are the projection's product plus the product of its overridden output
-// rows, computed exactly as tying.Logits computes them for one sample.
+// embedding lookups and the output rows of a tied projection. Both go
+// through the same code as PredictMaskedLM and GenerateBART: the lookups
+// take a per-sample row override (bertBatch.over, fEmbedder.embedSeqs),
+// and each sample's logits are the projection's product plus the product
+// of its overridden output rows (sampleLogits), computed exactly as
+// tying.Logits computes them for one sample.
 
 import (
 	"fmt"
@@ -200,11 +202,9 @@ func mixedSeq2Seq[T float](s seq2Seq, out *linear.Model, tables []*embedding.Mod
 	if err != nil {
 		return nil, err
 	}
-	grads := newRowGrads[T]()
-	grads.over = over
-	xe, es := f.enc.embed(sources, grads, 0)
+	xe, es := f.enc.embedSeqs(sources, over)
 	ne := rowsOf(es)
-	xd, ds := f.dec.embed(decs, grads, ne)
+	xd, ds := f.dec.embedSeqs(decs, over)
 	nd := rowsOf(ds)
 	x, _ := normOpt(f.enc.norm, xe, ne, false)
 	x, _ = runBlocks(f.encBlocks, x, es, nil, false)
