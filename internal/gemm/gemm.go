@@ -89,41 +89,78 @@ func Gemm[T Float](transA, transB bool, m, n, k int, a []T, lda int, b []T, ldb 
 // parallel splits C into contiguous blocks of rows (or columns, when n is
 // the larger side), one per worker.
 func parallel[T Float](pa *path, transA, transB bool, m, n, k int, a []T, lda int, b []T, ldb int, c []T, ldc int, workers int) {
-	var wg sync.WaitGroup
 	if m >= n {
-		step := ceilTo((m+workers-1)/workers, pa.mr)
-		for i0 := 0; i0 < m; i0 += step {
-			rows := min(step, m-i0)
-			var sa []T
-			if transA {
-				sa = a[i0:]
-			} else {
-				sa = a[i0*lda:]
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				serial(pa, transA, transB, rows, n, k, sa, lda, b, ldb, c[i0*ldc:], ldc)
-			}()
+		splitRows(pa, transA, m, a, lda, workers, func(rows int, sa []T, i0 int) {
+			serial(pa, transA, transB, rows, n, k, sa, lda, b, ldb, c[i0*ldc:], ldc)
+		})
+		return
+	}
+	var wg sync.WaitGroup
+	step := ceilTo((n+workers-1)/workers, pa.nr)
+	for j0 := 0; j0 < n; j0 += step {
+		cols := min(step, n-j0)
+		var sb []T
+		if transB {
+			sb = b[j0*ldb:]
+		} else {
+			sb = b[j0:]
 		}
-	} else {
-		step := ceilTo((n+workers-1)/workers, pa.nr)
-		for j0 := 0; j0 < n; j0 += step {
-			cols := min(step, n-j0)
-			var sb []T
-			if transB {
-				sb = b[j0*ldb:]
-			} else {
-				sb = b[j0:]
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				serial(pa, transA, transB, m, cols, k, a, lda, sb, ldb, c[j0:], ldc)
-			}()
-		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			serial(pa, transA, transB, m, cols, k, a, lda, sb, ldb, c[j0:], ldc)
+		}()
 	}
 	wg.Wait()
+}
+
+// splitRows runs f on contiguous blocks of A's rows (multiples of mr), one
+// goroutine per worker, and waits for them: f gets the block's row count,
+// A from its first row, and that row's index.
+func splitRows[T Float](pa *path, transA bool, m int, a []T, lda, workers int, f func(rows int, sa []T, i0 int)) {
+	var wg sync.WaitGroup
+	step := ceilTo((m+workers-1)/workers, pa.mr)
+	for i0 := 0; i0 < m; i0 += step {
+		rows := min(step, m-i0)
+		var sa []T
+		if transA {
+			sa = a[i0:]
+		} else {
+			sa = a[i0*lda:]
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f(rows, sa, i0)
+		}()
+	}
+	wg.Wait()
+}
+
+// aBlock readies the mb×kb block of op(A) at (i0, p0) for the macro
+// kernel and returns its panel accessor: packed into buf when A is not
+// read in place (aDirect false), otherwise read in place except for the
+// ragged last panel (fewer than mr rows), which is packed, zero-padded.
+// serial and serialPacked share it.
+func aBlock[T Float](mr int, transA, aDirect bool, a []T, lda, i0, p0, mb, kb int, buf []T) func(iq int) opnd[T] {
+	aEdge := mb / mr // index of the ragged row panel, if any
+	if !aDirect {
+		packA(mr, transA, a, lda, i0, p0, mb, kb, buf)
+	} else if mb%mr != 0 {
+		packA(mr, transA, a, lda, i0+aEdge*mr, p0, mb-aEdge*mr, kb, buf)
+	}
+	return func(iq int) opnd[T] {
+		ii := i0 + iq*mr
+		switch {
+		case !aDirect:
+			return opnd[T]{d: buf[iq*mr*kb:], sp: mr, si: 1}
+		case iq == aEdge:
+			return opnd[T]{d: buf, sp: mr, si: 1}
+		case transA:
+			return opnd[T]{d: a[p0*lda+ii:], sp: lda, si: 1}
+		}
+		return opnd[T]{d: a[ii*lda+p0:], sp: 1, si: lda}
+	}
 }
 
 func ceilTo(x, q int) int { return (x + q - 1) / q * q }
@@ -188,24 +225,7 @@ func serial[T Float](pa *path, transA, transB bool, m, n, k int, a []T, lda int,
 			}
 			for i0 := 0; i0 < m; i0 += mc {
 				mb := min(mc, m-i0)
-				aEdge := mb / mr
-				if !aDirect {
-					packA(mr, transA, a, lda, i0, p0, mb, kb, buf.a)
-				} else if mb%mr != 0 {
-					packA(mr, transA, a, lda, i0+aEdge*mr, p0, mb-aEdge*mr, kb, buf.a)
-				}
-				aPanel := func(iq int) opnd[T] {
-					ii := i0 + iq*mr
-					switch {
-					case !aDirect:
-						return opnd[T]{d: buf.a[iq*mr*kb:], sp: mr, si: 1}
-					case iq == aEdge:
-						return opnd[T]{d: buf.a, sp: mr, si: 1}
-					case transA:
-						return opnd[T]{d: a[p0*lda+ii:], sp: lda, si: 1}
-					}
-					return opnd[T]{d: a[ii*lda+p0:], sp: 1, si: lda}
-				}
+				aPanel := aBlock(mr, transA, aDirect, a, lda, i0, p0, mb, kb, buf.a)
 				macro(pa, mb, nb, kb, aPanel, bPanel, buf, c[i0*ldc+j0:], ldc)
 			}
 		}

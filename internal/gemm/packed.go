@@ -2,7 +2,6 @@ package gemm
 
 import (
 	"runtime"
-	"sync"
 )
 
 // Packed is a B operand packed once into the panels the blocked product
@@ -70,23 +69,9 @@ func GemmPacked[T Float](transA bool, m int, a []T, lda int, pk *Packed[T], c []
 	}
 	workers := runtime.GOMAXPROCS(0)
 	if workers > 1 && m*n*k >= minParallel && m >= 2*pa.mr {
-		var wg sync.WaitGroup
-		step := ceilTo((m+workers-1)/workers, pa.mr)
-		for i0 := 0; i0 < m; i0 += step {
-			rows := min(step, m-i0)
-			var sa []T
-			if transA {
-				sa = a[i0:]
-			} else {
-				sa = a[i0*lda:]
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				serialPacked(pa, transA, rows, sa, lda, pk, c[i0*ldc:], ldc)
-			}()
-		}
-		wg.Wait()
+		splitRows(pa, transA, m, a, lda, workers, func(rows int, sa []T, i0 int) {
+			serialPacked(pa, transA, rows, sa, lda, pk, c[i0*ldc:], ldc)
+		})
 		return
 	}
 	serialPacked(pa, transA, m, a, lda, pk, c, ldc)
@@ -109,22 +94,7 @@ func serialPacked[T Float](pa *path, transA bool, m int, a []T, lda int, pk *Pac
 			bPanel := func(jq int) opnd[T] { return opnd[T]{d: bp[jq*nr*kb:], sp: nr, si: 1} }
 			for i0 := 0; i0 < m; i0 += mc {
 				mb := min(mc, m-i0)
-				aEdge := mb / mr
-				if !aDirect {
-					packA(mr, transA, a, lda, i0, p0, mb, kb, buf.a)
-				} else if mb%mr != 0 {
-					packA(mr, transA, a, lda, i0+aEdge*mr, p0, mb-aEdge*mr, kb, buf.a)
-				}
-				aPanel := func(iq int) opnd[T] {
-					ii := i0 + iq*mr
-					switch {
-					case !aDirect:
-						return opnd[T]{d: buf.a[iq*mr*kb:], sp: mr, si: 1}
-					case iq == aEdge:
-						return opnd[T]{d: buf.a, sp: mr, si: 1}
-					}
-					return opnd[T]{d: a[p0*lda+ii:], sp: lda, si: 1}
-				}
+				aPanel := aBlock(mr, transA, aDirect, a, lda, i0, p0, mb, kb, buf.a)
 				macro(pa, mb, nb, kb, aPanel, bPanel, buf, c[i0*ldc+j0:], ldc)
 			}
 		}
