@@ -99,24 +99,7 @@ func TestELECTRAForwardMatchesCybertron(t *testing.T) {
 				vocab := m.Bert.Embeddings.Vocab
 				frozenWithRows(m, m.Bert.Embeddings.Tokens.Weights[vocab.MustID("the")])
 			}
-			var worstHidden, worstLogits float64
-			for _, tokens := range electraSentences {
-				if !fused {
-					want := m.Bert.EncodeTokens(tokens)
-					got, err := finetune.EncodeBERT(m.Bert, tokens)
-					require.NoError(t, err)
-					for i := range want {
-						worstHidden = max(worstHidden, maxAbsDiff(t, got[i], want[i]))
-					}
-				}
-				positions := maskPositions(tokens)
-				logits, err := finetune.MaskedLMLogits(m, tokens, positions, nil)
-				require.NoError(t, err)
-				predicted := m.Predict(tokens)
-				for j, p := range positions {
-					worstLogits = max(worstLogits, maxAbsDiff(t, column(logits, j), predicted[p]))
-				}
-			}
+			worstHidden, worstLogits := maskedLMDiffs(t, m, electraSentences, !fused)
 			t.Logf("max |diff| vs cybertron: hidden %.3g, MLM logits %.3g", worstHidden, worstLogits)
 			assert.LessOrEqual(t, worstHidden, forwardTolerance)
 			assert.LessOrEqual(t, worstLogits, forwardTolerance)

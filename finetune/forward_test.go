@@ -49,29 +49,39 @@ func TestMaskedLMForwardMatchesCybertron(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			m := tt.model(t)
-			worstHidden, worstLogits := 0.0, 0.0
-			for _, tokens := range tt.sentences {
-				want := m.Bert.EncodeTokens(tokens)
-				got, err := finetune.EncodeBERT(m.Bert, tokens)
-				require.NoError(t, err)
-				require.Len(t, got, len(want))
-				for i := range want {
-					worstHidden = max(worstHidden, maxAbsDiff(t, got[i], want[i]))
-				}
-
-				positions := maskPositions(tokens)
-				logits, err := finetune.MaskedLMLogits(m, tokens, positions, nil)
-				require.NoError(t, err)
-				predicted := m.Predict(tokens)
-				for j, p := range positions {
-					worstLogits = max(worstLogits, maxAbsDiff(t, column(logits, j), predicted[p]))
-				}
-			}
+			worstHidden, worstLogits := maskedLMDiffs(t, m, tt.sentences, true)
 			t.Logf("max |diff|: hidden %.3g, MLM logits %.3g", worstHidden, worstLogits)
 			assert.LessOrEqual(t, worstHidden, forwardTolerance)
 			assert.LessOrEqual(t, worstLogits, forwardTolerance)
 		})
 	}
+}
+
+// maskedLMDiffs runs each sentence through finetune's training forward and
+// through cybertron's inference and returns the largest differences of the
+// hidden states (when hidden; the graph path's EncodeBERT) and of the MLM
+// logits at the [MASK] positions.
+func maskedLMDiffs(t *testing.T, m *bert.ModelForMaskedLM, sentences [][]string, hidden bool) (worstHidden, worstLogits float64) {
+	t.Helper()
+	for _, tokens := range sentences {
+		if hidden {
+			want := m.Bert.EncodeTokens(tokens)
+			got, err := finetune.EncodeBERT(m.Bert, tokens)
+			require.NoError(t, err)
+			require.Len(t, got, len(want))
+			for i := range want {
+				worstHidden = max(worstHidden, maxAbsDiff(t, got[i], want[i]))
+			}
+		}
+		positions := maskPositions(tokens)
+		logits, err := finetune.MaskedLMLogits(m, tokens, positions, nil)
+		require.NoError(t, err)
+		predicted := m.Predict(tokens)
+		for j, p := range positions {
+			worstLogits = max(worstLogits, maxAbsDiff(t, column(logits, j), predicted[p]))
+		}
+	}
+	return worstHidden, worstLogits
 }
 
 func TestSequenceClassificationForwardMatchesCybertron(t *testing.T) {
