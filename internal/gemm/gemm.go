@@ -42,6 +42,12 @@ type path struct {
 	// k32h, if not nil, is k32 for the first nr/2 columns only: the
 	// ragged last column panel at half the work when it is that narrow.
 	k32h func(kb int, ap *float32, sp, si int, bp *float32, sb int, c *float32, ldc int)
+	// packA, if not nil, is packA for mr full rows of a row-major A and
+	// 16n columns: dst[p*mr+i] = a[i*lda+p] (float32 only).
+	packA func(n int, a *float32, lda int, dst *float32)
+	// packBT, if not nil, is packB for nr full columns of a transposed B
+	// and 16n steps: dst[p*nr+j] = b[j*ldb+p] (float32 only).
+	packBT func(n int, b *float32, ldb int, dst *float32)
 }
 
 // goPath is the portable kernel; float64 products always use it.
@@ -142,12 +148,13 @@ func splitRows[T Float](pa *path, transA bool, m int, a []T, lda, workers int, f
 // read in place (aDirect false), otherwise read in place except for the
 // ragged last panel (fewer than mr rows), which is packed, zero-padded.
 // serial and serialPacked share it.
-func aBlock[T Float](mr int, transA, aDirect bool, a []T, lda, i0, p0, mb, kb int, buf []T) func(iq int) opnd[T] {
+func aBlock[T Float](pa *path, transA, aDirect bool, a []T, lda, i0, p0, mb, kb int, buf []T) func(iq int) opnd[T] {
+	mr := pa.mr
 	aEdge := mb / mr // index of the ragged row panel, if any
 	if !aDirect {
-		packA(mr, transA, a, lda, i0, p0, mb, kb, buf)
+		packA(pa, transA, a, lda, i0, p0, mb, kb, buf)
 	} else if mb%mr != 0 {
-		packA(mr, transA, a, lda, i0+aEdge*mr, p0, mb-aEdge*mr, kb, buf)
+		packA(pa, transA, a, lda, i0+aEdge*mr, p0, mb-aEdge*mr, kb, buf)
 	}
 	return func(iq int) opnd[T] {
 		ii := i0 + iq*mr
@@ -210,9 +217,9 @@ func serial[T Float](pa *path, transA, transB bool, m, n, k int, a []T, lda int,
 			kb := min(kc, k-p0)
 			bEdge := nb / nr // index of the ragged column panel, if any
 			if !bDirect {
-				packB(nr, transB, b, ldb, p0, j0, kb, nb, buf.b)
+				packB(pa, transB, b, ldb, p0, j0, kb, nb, buf.b)
 			} else if nb%nr != 0 {
-				packB(nr, false, b, ldb, p0, j0+bEdge*nr, kb, nb-bEdge*nr, buf.b)
+				packB(pa, false, b, ldb, p0, j0+bEdge*nr, kb, nb-bEdge*nr, buf.b)
 			}
 			bPanel := func(jq int) opnd[T] {
 				switch {
@@ -225,7 +232,7 @@ func serial[T Float](pa *path, transA, transB bool, m, n, k int, a []T, lda int,
 			}
 			for i0 := 0; i0 < m; i0 += mc {
 				mb := min(mc, m-i0)
-				aPanel := aBlock(mr, transA, aDirect, a, lda, i0, p0, mb, kb, buf.a)
+				aPanel := aBlock(pa, transA, aDirect, a, lda, i0, p0, mb, kb, buf.a)
 				macro(pa, mb, nb, kb, aPanel, bPanel, buf, c[i0*ldc+j0:], ldc)
 			}
 		}
@@ -246,7 +253,8 @@ func (o opnd[T]) need(rows, kb int) int { return (kb-1)*o.sp + (rows-1)*o.si + 1
 // packB copies op(B)[p0:p0+kb, j0:j0+nb] into panels of nr columns:
 // panel q holds, for each p, the nr values op(B)[p0+p, j0+q*nr : +nr],
 // zero-padded past nb.
-func packB[T Float](nr int, trans bool, b []T, ldb, p0, j0, kb, nb int, dst []T) {
+func packB[T Float](pa *path, trans bool, b []T, ldb, p0, j0, kb, nb int, dst []T) {
+	nr := pa.nr
 	for q := 0; q*nr < nb; q++ {
 		w := min(nr, nb-q*nr)
 		panel := dst[q*nr*kb : (q+1)*nr*kb]
@@ -263,10 +271,20 @@ func packB[T Float](nr int, trans bool, b []T, ldb, p0, j0, kb, nb int, dst []T)
 		if w < nr {
 			clear(panel)
 		}
+		done := 0
+		if w == nr && kb >= 16 && pa.packBT != nil {
+			if b32, ok := any(b).([]float32); ok {
+				// The assembly cannot check bounds: the last value it
+				// reads is op(B)(p0+done-1, jj+nr-1).
+				done = kb &^ 15
+				_ = b32[(jj+nr-1)*ldb+p0+done-1]
+				pa.packBT(done/16, &b32[jj*ldb+p0], ldb, &any(panel).([]float32)[0])
+			}
+		}
 		for j := 0; j < w; j++ {
-			col := b[(jj+j)*ldb+p0 : (jj+j)*ldb+p0+kb]
+			col := b[(jj+j)*ldb+p0+done : (jj+j)*ldb+p0+kb]
 			for p, v := range col {
-				panel[p*nr+j] = v
+				panel[(done+p)*nr+j] = v
 			}
 		}
 	}
@@ -274,7 +292,8 @@ func packB[T Float](nr int, trans bool, b []T, ldb, p0, j0, kb, nb int, dst []T)
 
 // packA copies op(A)[i0:i0+mb, p0:p0+kb] into panels of mr rows: panel q
 // holds, for each p, the mr values op(A)[i0+q*mr : +mr, p0+p], zero-padded.
-func packA[T Float](mr int, trans bool, a []T, lda, i0, p0, mb, kb int, dst []T) {
+func packA[T Float](pa *path, trans bool, a []T, lda, i0, p0, mb, kb int, dst []T) {
+	mr := pa.mr
 	for q := 0; q*mr < mb; q++ {
 		h := min(mr, mb-q*mr)
 		panel := dst[q*mr*kb : (q+1)*mr*kb]
@@ -291,10 +310,20 @@ func packA[T Float](mr int, trans bool, a []T, lda, i0, p0, mb, kb int, dst []T)
 		if h < mr {
 			clear(panel)
 		}
+		done := 0
+		if h == mr && kb >= 16 && pa.packA != nil {
+			if a32, ok := any(a).([]float32); ok {
+				// The assembly cannot check bounds: the last value it
+				// reads is op(A)(ii+mr-1, p0+done-1).
+				done = kb &^ 15
+				_ = a32[(ii+mr-1)*lda+p0+done-1]
+				pa.packA(done/16, &a32[ii*lda+p0], lda, &any(panel).([]float32)[0])
+			}
+		}
 		for i := 0; i < h; i++ {
-			row := a[(ii+i)*lda+p0 : (ii+i)*lda+p0+kb]
+			row := a[(ii+i)*lda+p0+done : (ii+i)*lda+p0+kb]
 			for p, v := range row {
-				panel[p*mr+i] = v
+				panel[(done+p)*mr+i] = v
 			}
 		}
 	}

@@ -29,7 +29,7 @@ func PackB[T Float](transB bool, k, n int, b []T, ldb int) *Packed[T] {
 			kb := min(kc, k-p0)
 			panels := (nb + pa.nr - 1) / pa.nr
 			dst := make([]T, panels*pa.nr*kb)
-			packB(pa.nr, transB, b, ldb, p0, j0, kb, nb, dst)
+			packB(pa, transB, b, ldb, p0, j0, kb, nb, dst)
 			pk.panel = append(pk.panel, dst)
 		}
 	}
@@ -82,7 +82,7 @@ func serialPacked[T Float](pa *path, transA bool, m int, a []T, lda int, pk *Pac
 	p := pool[T]()
 	buf := p.Get().(*buffers[T])
 	defer p.Put(buf)
-	mr, nr := pa.mr, pa.nr
+	nr := pa.nr
 	aDirect := transA
 	blk := 0
 	for j0 := 0; j0 < pk.n; j0 += nc {
@@ -94,7 +94,7 @@ func serialPacked[T Float](pa *path, transA bool, m int, a []T, lda int, pk *Pac
 			bPanel := func(jq int) opnd[T] { return opnd[T]{d: bp[jq*nr*kb:], sp: nr, si: 1} }
 			for i0 := 0; i0 < m; i0 += mc {
 				mb := min(mc, m-i0)
-				aPanel := aBlock(mr, transA, aDirect, a, lda, i0, p0, mb, kb, buf.a)
+				aPanel := aBlock(pa, transA, aDirect, a, lda, i0, p0, mb, kb, buf.a)
 				macro(pa, mb, nb, kb, aPanel, bPanel, buf, c[i0*ldc+j0:], ldc)
 			}
 		}

@@ -1,0 +1,87 @@
+package gemm
+
+import (
+	"math/rand/v2"
+	"testing"
+)
+
+// stepShapes are the products of finetune's BERT-S training step (hidden
+// 256, 512 tokens, vocabulary 30,522, 80 masked positions) plus the 2048³
+// peak, each as finetune calls it. Goal: within 0.8–0.9 of OpenBLAS on the
+// same shape (examples/benchmark -only torch prints both).
+var stepShapes = []struct {
+	name    string
+	ta, tb  bool
+	m, n, k int
+	packed  bool // B packed once (PackB), product by GemmPacked
+}{
+	{name: "xWt-512x256x256-packed", tb: true, m: 512, n: 256, k: 256, packed: true},
+	{name: "xWt-512x1024x256-packed", tb: true, m: 512, n: 1024, k: 256, packed: true},
+	{name: "xWt-512x256x1024-packed", tb: true, m: 512, n: 256, k: 1024, packed: true},
+	{name: "gW-512x256x1024", m: 512, n: 256, k: 1024},
+	{name: "Wh-30522x80x256", m: 30522, n: 80, k: 256},
+	{name: "WtG-256x80x30522", ta: true, m: 256, n: 80, k: 30522},
+	{name: "NN-2048x2048x2048", m: 2048, n: 2048, k: 2048},
+}
+
+// BenchmarkShapes times the active path on stepShapes and reports GFLOP/s:
+//
+//	flock /work/bench.lock go test -run XXX -bench Shapes -count 5 ./internal/gemm
+func BenchmarkShapes(b *testing.B) {
+	rng := rand.New(rand.NewPCG(21, 22))
+	for _, s := range stepShapes {
+		lda, ldb := s.k, s.n
+		rowsA, rowsB := s.m, s.k
+		if s.ta {
+			lda, rowsA = s.m, s.k
+		}
+		if s.tb {
+			ldb, rowsB = s.k, s.n
+		}
+		a := randSlice[float32](rng, rowsA*lda)
+		bb := randSlice[float32](rng, rowsB*ldb)
+		c := make([]float32, s.m*s.n)
+		run := func() { Gemm(s.ta, s.tb, s.m, s.n, s.k, a, lda, bb, ldb, c, s.n, false) }
+		if s.packed {
+			pk := PackB(s.tb, s.k, s.n, bb, ldb)
+			run = func() { GemmPacked(s.ta, s.m, a, lda, pk, c, s.n, false) }
+		}
+		b.Run(s.name, func(b *testing.B) {
+			for b.Loop() {
+				run()
+			}
+			b.ReportMetric(2*float64(s.m*s.n*s.k)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+		})
+	}
+}
+
+// BenchmarkPack times packing one mc×kc block of a row-major A and one
+// kc×nc block of a transposed B (the assembly, when the path has it, and
+// the Go loops), in GB/s of panel written.
+func BenchmarkPack(b *testing.B) {
+	rng := rand.New(rand.NewPCG(23, 24))
+	src := randSlice[float32](rng, nc*(kc+8))
+	dst := make([]float32, nc*kc)
+	for _, p := range supported() {
+		g := *p
+		g.name, g.packA, g.packBT = p.name+"-go", nil, nil
+		for _, q := range []*path{p, &g} {
+			if q.packA == nil && q.packBT == nil && q != &g {
+				continue
+			}
+			b.Run("A/"+q.name, func(b *testing.B) {
+				for b.Loop() {
+					packA(q, false, src, kc+8, 0, 0, mc, kc, dst)
+				}
+				b.ReportMetric(float64(4*mc*kc)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
+			})
+			b.Run("BT/"+q.name, func(b *testing.B) {
+				for b.Loop() {
+					packB(q, true, src, kc+8, 0, 0, kc, nc, dst)
+				}
+				b.ReportMetric(float64(4*nc*kc)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
+			})
+		}
+		break // the best path only
+	}
+}
