@@ -387,6 +387,47 @@ type fAttention[T float] struct {
 	heads []fHead[T]
 	out   fLinear[T]
 	dh    int // width of every head's query, key and value
+	// The heads' projections stacked (packcache.go: usePacks), when
+	// packed: queries, keys and values of all heads as one product for
+	// self-attention (qkvCat), or queries (qCat) apart from keys and
+	// values (kvCat) for cross-attention. Zero when not packed.
+	qkvCat, qCat, kvCat fLinear[T]
+}
+
+// projections returns the queries of x (nq rows) and the keys and values
+// of the memory m (nm rows): every head's side by side, head j at columns
+// j·dh of each row, rows ldq (queries) and ldm (keys, values) apart. self
+// says m is x.
+func (a *fAttention[T]) projections(x []T, nq int, m []T, nm int, self bool) (q, k, v []T, ldq, ldm int) {
+	w := len(a.heads) * a.dh
+	d := a.heads[0].q.in
+	switch {
+	case nq == 0 && nm == 0:
+		return nil, nil, nil, w, w
+	case self && a.qkvCat.pk != nil:
+		y := make([]T, nq*3*w)
+		a.qkvCat.forwardTo(y, 3*w, x, d, nq)
+		return y, y[w:], y[2*w:], 3 * w, 3 * w
+	case a.qCat.pk != nil && a.kvCat.pk != nil:
+		q, y := make([]T, nq*w), make([]T, nm*2*w)
+		a.qCat.forwardTo(q, w, x, d, nq)
+		if nm == 0 {
+			return q, nil, nil, w, 2 * w
+		}
+		a.kvCat.forwardTo(y, 2*w, m, d, nm)
+		return q, y, y[w:], w, 2 * w
+	}
+	q, k, v = make([]T, nq*w), make([]T, nm*w), make([]T, nm*w)
+	for j, hd := range a.heads {
+		if nq > 0 {
+			hd.q.forwardTo(q[j*a.dh:], w, x, d, nq)
+		}
+		if nm > 0 {
+			hd.k.forwardTo(k[j*a.dh:], w, m, d, nm)
+			hd.v.forwardTo(v[j*a.dh:], w, m, d, nm)
+		}
+	}
+	return q, k, v, w, w
 }
 
 // attention runs the attention of queries x (n×d, sequences qs) over
@@ -399,12 +440,8 @@ func (a *fAttention[T]) forward(x []T, qs []span, m []T, ms []span, train bool) 
 	h, dh := len(a.heads), a.dh
 	w := h * dh
 	d := a.heads[0].q.in
-	q, k, v := make([]T, nq*w), make([]T, nm*w), make([]T, nm*w)
-	for j, hd := range a.heads {
-		hd.q.forwardTo(q[j*dh:], w, x, d, nq)
-		hd.k.forwardTo(k[j*dh:], w, m, d, nm)
-		hd.v.forwardTo(v[j*dh:], w, m, d, nm)
-	}
+	self := nq == nm && len(x) > 0 && len(m) > 0 && &x[0] == &m[0]
+	q, k, v, ldq, ldm := a.projections(x, nq, m, nm, self)
 	// Probabilities of every (sequence, head) task, laid out one after
 	// the other.
 	pOff := make([]int, len(qs)+1)
@@ -419,8 +456,8 @@ func (a *fAttention[T]) forward(x []T, qs []span, m []T, ms []span, train bool) 
 			s, j := t/h, t%h
 			lq, lk := qs[s].n, ms[s].n
 			pt := p[pOff[s]+j*lq*lk : pOff[s]+(j+1)*lq*lk]
-			qo, ko := qs[s].off*w+j*dh, ms[s].off*w+j*dh
-			gemm.Gemm(false, true, lq, lk, dh, q[qo:], w, k[ko:], w, pt, lk, false)
+			qo, ko, co := qs[s].off*ldq+j*dh, ms[s].off*ldm+j*dh, qs[s].off*w+j*dh
+			gemm.Gemm(false, true, lq, lk, dh, q[qo:], ldq, k[ko:], ldm, pt, lk, false)
 			hd := a.heads[j]
 			causal := hd.causal && lq > 1
 			for r := 0; r < lq; r++ {
@@ -432,7 +469,7 @@ func (a *fAttention[T]) forward(x []T, qs []span, m []T, ms []span, train bool) 
 				softmaxRow(row[:valid], hd.scale)
 				clear(row[valid:])
 			}
-			gemm.Gemm(false, false, lq, dh, lk, pt, lk, v[ko:], w, ctx[qo:], w, false)
+			gemm.Gemm(false, false, lq, dh, lk, pt, lk, v[ko:], ldm, ctx[co:], w, false)
 		}
 	})
 	y := a.out.forward(ctx, nq)
@@ -450,15 +487,16 @@ func (a *fAttention[T]) forward(x []T, qs []span, m []T, ms []span, train bool) 
 				lq, lk := qs[s].n, ms[s].n
 				pt := p[pOff[s]+j*lq*lk : pOff[s]+(j+1)*lq*lk]
 				gpt := gp[pOff[s]+j*lq*lk : pOff[s]+(j+1)*lq*lk]
-				qo, ko := qs[s].off*w+j*dh, ms[s].off*w+j*dh
-				gemm.Gemm(false, true, lq, lk, dh, gctx[qo:], w, v[ko:], w, gpt, lk, false)
-				gemm.Gemm(true, false, lk, dh, lq, pt, lk, gctx[qo:], w, gv[ko:], w, false)
+				qo, ko := qs[s].off*ldq+j*dh, ms[s].off*ldm+j*dh // in q; in k and v
+				gqo, gko := qs[s].off*w+j*dh, ms[s].off*w+j*dh   // in the gradients
+				gemm.Gemm(false, true, lq, lk, dh, gctx[gqo:], w, v[ko:], ldm, gpt, lk, false)
+				gemm.Gemm(true, false, lk, dh, lq, pt, lk, gctx[gqo:], w, gv[gko:], w, false)
 				scale := a.heads[j].scale
 				for r := 0; r < lq; r++ {
 					softmaxBackwardRow(pt[r*lk:(r+1)*lk], gpt[r*lk:(r+1)*lk], scale)
 				}
-				gemm.Gemm(false, false, lq, dh, lk, gpt, lk, k[ko:], w, gq[qo:], w, false)
-				gemm.Gemm(true, false, lk, dh, lq, gpt, lk, q[qo:], w, gk[ko:], w, false)
+				gemm.Gemm(false, false, lq, dh, lk, gpt, lk, k[ko:], ldm, gq[gqo:], w, false)
+				gemm.Gemm(true, false, lk, dh, lq, gpt, lk, q[qo:], ldq, gk[gko:], w, false)
 			}
 		})
 		for j, hd := range a.heads {

@@ -560,14 +560,29 @@ func (f fEmbedder[T]) embedSeqs(seqs [][]int, over []map[rowUse][]T) ([]T, []spa
 // all heads side by side (t×w each).
 type kv[T float] struct{ k, v []T }
 
-// project appends x's keys and values (n rows) for every head.
+// project returns x's keys and values (n rows) for every head.
 func (a *fAttention[T]) project(x []T, n int) kv[T] {
+	_, k, v, _, ld := a.projections(nil, 0, x, n, false)
+	return a.kvOf(k, v, ld, n)
+}
+
+// selfProject returns the queries of x (n rows, ldq apart) and its keys
+// and values, for self-attention.
+func (a *fAttention[T]) selfProject(x []T, n int) (q []T, ldq int, c kv[T]) {
+	q, k, v, ldq, ld := a.projections(x, n, x, n, true)
+	return q, ldq, a.kvOf(k, v, ld, n)
+}
+
+// kvOf is the kv of n rows of keys and values ld apart.
+func (a *fAttention[T]) kvOf(k, v []T, ld, n int) kv[T] {
 	w := len(a.heads) * a.dh
-	d := a.heads[0].q.in
+	if ld == w {
+		return kv[T]{k: k[:n*w], v: v[:n*w]}
+	}
 	c := kv[T]{k: make([]T, n*w), v: make([]T, n*w)}
-	for j, hd := range a.heads {
-		hd.k.forwardTo(c.k[j*a.dh:], w, x, d, n)
-		hd.v.forwardTo(c.v[j*a.dh:], w, x, d, n)
+	for r := 0; r < n; r++ {
+		copy(c.k[r*w:(r+1)*w], k[r*ld:])
+		copy(c.v[r*w:(r+1)*w], v[r*ld:])
 	}
 	return c
 }
@@ -575,14 +590,15 @@ func (a *fAttention[T]) project(x []T, n int) kv[T] {
 // attendOne is the attention of one query row per sequence over that
 // sequence's keys and values: b×d in, b×d out.
 func (a *fAttention[T]) attendOne(x []T, caches []*kv[T]) []T {
+	q, _, _, ldq, _ := a.projections(x, len(caches), nil, 0, false)
+	return a.attendQ(q, ldq, caches)
+}
+
+// attendQ is attendOne from the queries (one row per sequence, ldq apart).
+func (a *fAttention[T]) attendQ(q []T, ldq int, caches []*kv[T]) []T {
 	b := len(caches)
 	h, dh := len(a.heads), a.dh
 	w := h * dh
-	d := a.heads[0].q.in
-	q := make([]T, b*w)
-	for j, hd := range a.heads {
-		hd.q.forwardTo(q[j*dh:], w, x, d, b)
-	}
 	ctx := make([]T, b*w)
 	parFor(b*h, 1, func(lo, hi int) {
 		var scores []T
@@ -594,7 +610,7 @@ func (a *fAttention[T]) attendOne(x []T, caches []*kv[T]) []T {
 				scores = make([]T, t)
 			}
 			sc := scores[:t]
-			qv := q[s*w+j*dh : s*w+(j+1)*dh]
+			qv := q[s*ldq+j*dh : s*ldq+(j+1)*dh]
 			for r := range sc {
 				kr := c.k[r*w+j*dh : r*w+(j+1)*dh]
 				var dot T
@@ -732,13 +748,13 @@ func generate[T float](m *bart.ModelForConditionalGeneration, s seq2Seq, inputs 
 				sc[r], cc[r] = self[l][i], cross[l][i]
 			}
 			y = sb.stepBlock(y, b, func(nx []T) []T {
-				nw := sb.att.project(nx, b)
+				q, ldq, nw := sb.att.selfProject(nx, b)
 				w := len(sb.att.heads) * sb.att.dh
 				for r := range sc {
 					sc[r].k = append(sc[r].k, nw.k[r*w:(r+1)*w]...)
 					sc[r].v = append(sc[r].v, nw.v[r*w:(r+1)*w]...)
 				}
-				return sb.att.attendOne(nx, sc)
+				return sb.att.attendQ(q, ldq, sc)
 			})
 			y = cb.stepBlock(y, b, func(nx []T) []T { return cb.att.attendOne(nx, cc) })
 			y = fb.stepBlock(y, b, nil)

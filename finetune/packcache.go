@@ -89,8 +89,59 @@ func packedT[T float](c *packCache, l *fLinear[T]) *gemm.Packed[T] {
 	return p
 }
 
+// packedCatT returns the packed transpose of the parts' weights stacked
+// (rows of parts[0], then parts[1], …: one out×in weight with out the sum
+// of the parts' outputs), packing it when the cache has no current copy.
+// The parts share their input width. The stacked copy lives only while it
+// is packed.
+func packedCatT[T float](c *packCache, parts []*fLinear[T]) *gemm.Packed[T] {
+	in, out := parts[0].in, 0
+	h := uint64(len(parts))
+	for _, l := range parts {
+		out += l.out
+		h = (h ^ hashValues(l.w)) * 0x9e3779b97f4a7c15
+	}
+	// A stack is keyed by its first part's data and a length no single
+	// weight of that data has (its total, negated).
+	key := packKey{unsafe.Pointer(&parts[0].w[0]), -out * in}
+	c.mu.Lock()
+	e, ok := c.m[key]
+	c.mu.Unlock()
+	if ok && e.hash == h {
+		if p, ok := e.packed.(*gemm.Packed[T]); ok {
+			if k, n := p.Dims(); k == in && n == out {
+				return p
+			}
+		}
+	}
+	w := make([]T, 0, out*in)
+	for _, l := range parts {
+		w = append(w, l.w...)
+	}
+	p := gemm.PackB(true, in, out, w, in)
+	c.mu.Lock()
+	c.m[key] = packEntry{hash: h, packed: p}
+	c.mu.Unlock()
+	return p
+}
+
+// catLinear is the linear layer of the parts stacked, with its packed
+// weight from c (the stacked weight itself is not kept: only forwardTo
+// may be called on it).
+func catLinear[T float](c *packCache, parts []*fLinear[T]) fLinear[T] {
+	l := fLinear[T]{in: parts[0].in, pk: packedCatT(c, parts)}
+	for _, p := range parts {
+		l.b = append(l.b, p.b...)
+		l.out += p.out
+	}
+	return l
+}
+
 // usePacks gives every linear layer of the blocks and steps its packed
-// weight from c (nil c: nothing).
+// weight from c (nil c: nothing). The attention's query, key and value
+// projections of all heads are packed stacked, as one product: queries,
+// keys and values of self-attention together, and for cross-attention
+// the queries apart from the keys and values.
 func usePacks[T float](c *packCache, blocks []fBlock[T], steps ...[]fStep[T]) {
 	if c == nil {
 		return
@@ -106,14 +157,23 @@ func usePacks[T float](c *packCache, blocks []fBlock[T], steps ...[]fStep[T]) {
 		}
 	}
 	for _, b := range blocks {
-		if b.att != nil {
-			for j := range b.att.heads {
-				h := &b.att.heads[j]
-				lin(&h.q)
-				lin(&h.k)
-				lin(&h.v)
+		if a := b.att; a != nil {
+			var qs, kvs []*fLinear[T]
+			for j := range a.heads {
+				qs = append(qs, &a.heads[j].q)
 			}
-			lin(&b.att.out)
+			for j := range a.heads {
+				kvs = append(kvs, &a.heads[j].k)
+			}
+			for j := range a.heads {
+				kvs = append(kvs, &a.heads[j].v)
+			}
+			if b.cross {
+				a.qCat, a.kvCat = catLinear(c, qs), catLinear(c, kvs)
+			} else {
+				a.qkvCat = catLinear(c, append(qs, kvs...))
+			}
+			lin(&a.out)
 		}
 		stepsOf(b.ffn)
 	}
