@@ -110,12 +110,14 @@ func (l fLinear[T]) forwardTo(y []T, ldy int, x []T, ldx, n int) {
 	} else {
 		gemm.Gemm(false, true, n, l.out, l.in, x, ldx, l.w, l.in, y, ldy, false)
 	}
-	for i := 0; i < n; i++ {
-		row := y[i*ldy : i*ldy+l.out]
-		for j, b := range l.b {
-			row[j] += b
+	parFor(n, max(1, elementChunk/max(1, l.out)), func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			row := y[i*ldy : i*ldy+l.out]
+			for j, b := range l.b {
+				row[j] += b
+			}
 		}
-	}
+	})
 }
 
 func (l fLinear[T]) forward(x []T, n int) []T {
@@ -172,16 +174,17 @@ func (ln fNorm[T]) forward(x []T, n int, train bool) ([]T, backFn[T]) {
 				sq += dv * dv
 			}
 			std := T(math.Sqrt(float64(sq/T(d) + ln.eps)))
+			inv := 1 / std
 			out := y[i*d : (i+1)*d]
 			for j, v := range row {
-				h := (v - mean) / std
+				h := (v - mean) * inv
 				out[j] = h*ln.w[j] + ln.b[j]
 				if xhat != nil {
 					xhat[i*d+j] = h
 				}
 			}
 			if rstd != nil {
-				rstd[i] = 1 / std
+				rstd[i] = inv
 			}
 		}
 	})
@@ -326,11 +329,12 @@ func newFSteps[T float](rd reading, ms []nn.StandardModel) ([]fStep[T], bool) {
 // backward of the whole stack.
 func runSteps[T float](steps []fStep[T], x []T, n int, train bool) ([]T, backFn[T]) {
 	var backs []backFn[T]
+	owned := false // x is a buffer made here (not the caller's)
 	for _, s := range steps {
 		switch {
 		case s.lin != nil:
 			l := *s.lin
-			x = l.forward(x, n)
+			x, owned = l.forward(x, n), true
 			if train {
 				backs = append(backs, func(gy []T) []T {
 					gx := make([]T, n*l.in)
@@ -341,11 +345,12 @@ func runSteps[T float](steps []fStep[T], x []T, n int, train bool) ([]T, backFn[
 		case s.norm != nil:
 			var b backFn[T]
 			x, b = s.norm.forward(x, n, train)
+			owned = true
 			if train {
 				backs = append(backs, b)
 			}
 		default:
-			if len(x) > 0 && s.act != activation.Identity {
+			if len(x) > 0 && s.act != activation.Identity && !owned {
 				x = append([]T(nil), x...) // the input may be kept by a residual
 			}
 			deriv := applyActivation(s.act, x, train)
@@ -551,11 +556,24 @@ func softmaxBackwardRow[T float](p, g []T, scale T) {
 	}
 }
 
-// addInto returns a + b in a new slice.
+// addInto returns a + b.
+//
+// b must be a buffer nothing else keeps (a block's fresh output): the sum
+// is written over it, unless it is a itself.
 func addInto[T float](a, b []T) []T {
-	out := make([]T, len(a))
-	for i := range a {
-		out[i] = a[i] + b[i]
+	out := b
+	if len(a) > 0 && &a[0] == &b[0] {
+		out = make([]T, len(a))
 	}
+	parFor(len(a), elementChunk, func(lo, hi int) {
+		o, x, y := out[lo:hi], a[lo:hi], b[lo:hi]
+		for i := range o {
+			o[i] = x[i] + y[i]
+		}
+	})
 	return out
 }
+
+// elementChunk is the fewest elements per goroutine of an element-wise
+// loop split with parFor.
+const elementChunk = 1 << 14
