@@ -103,21 +103,20 @@ func newFLinear[T float](rd reading, l *linear.Model) (fLinear[T], bool) {
 	return fLinear[T]{w: w, b: b, out: s[0], in: s[1]}, true
 }
 
-// forwardTo writes x·Wᵀ + b (n×out) into y with row stride ldy.
+// forwardTo writes b + x·Wᵀ (n×out) into y with row stride ldy: every
+// row is set to the bias and the product accumulated onto it (one pass
+// over y fewer than adding the bias afterwards).
 func (l fLinear[T]) forwardTo(y []T, ldy int, x []T, ldx, n int) {
-	if l.pk != nil {
-		gemm.GemmPacked(false, n, x, ldx, l.pk, y, ldy, false)
-	} else {
-		gemm.Gemm(false, true, n, l.out, l.in, x, ldx, l.w, l.in, y, ldy, false)
-	}
 	parFor(n, max(1, elementChunk/max(1, l.out)), func(lo, hi int) {
 		for i := lo; i < hi; i++ {
-			row := y[i*ldy : i*ldy+l.out]
-			for j, b := range l.b {
-				row[j] += b
-			}
+			copy(y[i*ldy:i*ldy+l.out], l.b)
 		}
 	})
+	if l.pk != nil {
+		gemm.GemmPacked(false, n, x, ldx, l.pk, y, ldy, true)
+	} else {
+		gemm.Gemm(false, true, n, l.out, l.in, x, ldx, l.w, l.in, y, ldy, true)
+	}
 }
 
 func (l fLinear[T]) forward(x []T, n int) []T {

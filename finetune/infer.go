@@ -287,6 +287,9 @@ func predictMaskedLM[T float](m *bert.ModelForMaskedLM, dec *linear.Model, input
 	if !ok || head.in != f.dim {
 		return nil, unsupportedf("masked-LM output layer does not match the hidden size %d", f.dim)
 	}
+	if cache != nil {
+		head.pk = packedT(cache, &head)
+	}
 	b, err := newBERTBatch[T](m.Bert, inputs)
 	if err != nil {
 		return nil, err
@@ -339,21 +342,35 @@ func predictMaskedLM[T float](m *bert.ModelForMaskedLM, dec *linear.Model, input
 }
 
 // vocabLogits returns y·Wᵀ + b (rows×out) for an output projection l
-// (W out×in, out the vocabulary). It computes W·yᵀ so that the GEMM reads
-// W in place (nothing vocabulary-sized is packed; the few rows of y are),
-// then transposes the out×rows result in blocks, adding the bias.
+// (W out×in, out the vocabulary). With Wᵀ packed (a Predictor's cache)
+// it is one product; otherwise it computes W·yᵀ so that the GEMM reads W
+// in place (nothing vocabulary-sized is packed per call; the few rows of
+// y are), then transposes the out×rows result in blocks, adding the bias.
+// Both compute every element by the same operations.
 func vocabLogits[T float](l fLinear[T], y []T, rows int) []T {
 	out := make([]T, rows*l.out)
 	if rows == 0 {
 		return out
 	}
+	if l.pk != nil {
+		l.forwardTo(out, l.out, y, l.in, rows)
+		return out
+	}
+	// tmp = b·1ᵀ + W·yᵀ (out×rows): the bias first, as forwardTo adds it.
 	tmp := make([]T, l.out*rows)
-	gemm.Gemm(false, true, l.out, rows, l.in, l.w, l.in, y, l.in, tmp, rows, false)
+	parFor(l.out, max(1, elementChunk/rows), func(lo, hi int) {
+		for v := lo; v < hi; v++ {
+			r := tmp[v*rows : (v+1)*rows]
+			for i := range r {
+				r[i] = l.b[v]
+			}
+		}
+	})
+	gemm.Gemm(false, true, l.out, rows, l.in, l.w, l.in, y, l.in, tmp, rows, true)
 	const blk = 64
 	parFor((l.out+blk-1)/blk, 16, func(b0, b1 int) {
 		for v0 := b0 * blk; v0 < min(l.out, b1*blk); v0 += blk {
 			v1 := min(l.out, v0+blk)
-			bias := l.b[v0:v1]
 			r := 0
 			for ; r+4 <= rows; r += 4 { // four rows per pass: 4 contiguous reads per v
 				d0 := out[r*l.out+v0 : r*l.out+v1]
@@ -361,15 +378,15 @@ func vocabLogits[T float](l fLinear[T], y []T, rows int) []T {
 				d2 := out[(r+2)*l.out+v0 : (r+2)*l.out+v1]
 				d3 := out[(r+3)*l.out+v0 : (r+3)*l.out+v1]
 				d1, d2, d3 = d1[:len(d0)], d2[:len(d0)], d3[:len(d0)]
-				for i, b := range bias[:len(d0)] {
+				for i := range d0 {
 					src := tmp[(v0+i)*rows+r : (v0+i)*rows+r+4 : (v0+i)*rows+r+4]
-					d0[i], d1[i], d2[i], d3[i] = src[0]+b, src[1]+b, src[2]+b, src[3]+b
+					d0[i], d1[i], d2[i], d3[i] = src[0], src[1], src[2], src[3]
 				}
 			}
 			for ; r < rows; r++ {
 				dst := out[r*l.out+v0 : r*l.out+v1]
 				for i := range dst {
-					dst[i] = tmp[(v0+i)*rows+r] + bias[i]
+					dst[i] = tmp[(v0+i)*rows+r]
 				}
 			}
 		}
@@ -381,7 +398,7 @@ func vocabLogits[T float](l fLinear[T], y []T, rows int) []T {
 // rows: sample s owns counts[s] consecutive rows of y, and the logits of
 // every id in outRows[s] (outRows nil: none) are recomputed from its own
 // row as tying.Logits computes them for the sample alone: one k×in by
-// in×counts[s] product of its rows (in id order), plus the bias. gemm
+// in×counts[s] product of its rows (in id order) onto the bias. gemm
 // computes every element by the same operations whatever the shape or
 // operand layout, so each sample's values are bit for bit those of the
 // sample run alone. Both PredictMaskedLM/GenerateBART and the Mixed*
@@ -400,11 +417,16 @@ func sampleLogits[T float](l fLinear[T], y []T, counts []int, outRows []map[int]
 			for _, id := range ids {
 				r = append(r, outRows[s][id]...)
 			}
-			yk := make([]T, len(ids)*n)
-			gemm.Gemm(false, true, len(ids), n, l.in, r, l.in, y[off*l.in:], l.in, yk, n, false)
+			yk := make([]T, len(ids)*n) // bias first, as vocabLogits
+			for k, id := range ids {
+				for c := range n {
+					yk[k*n+c] = l.b[id]
+				}
+			}
+			gemm.Gemm(false, true, len(ids), n, l.in, r, l.in, y[off*l.in:], l.in, yk, n, true)
 			for k, id := range ids {
 				for c, v := range yk[k*n : (k+1)*n] {
-					logits[(off+c)*l.out+id] = v + l.b[id]
+					logits[(off+c)*l.out+id] = v
 				}
 			}
 		}
@@ -658,6 +680,9 @@ func generate[T float](m *bart.ModelForConditionalGeneration, s seq2Seq, inputs 
 	usePacks(cache, f.encBlocks)
 	usePacks(cache, f.decBlocks)
 	proj, ok := newFLinear[T](inference, m.Projection)
+	if ok && cache != nil {
+		proj.pk = packedT(cache, &proj)
+	}
 	if !ok || proj.in != f.dim {
 		return nil, unsupportedf("BART Projection does not match d_model %d", f.dim)
 	}

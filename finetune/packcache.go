@@ -37,9 +37,33 @@ type packEntry struct {
 
 func newPackCache() *packCache { return &packCache{m: map[packKey]packEntry{}} }
 
-// hashValues is a 64-bit hash of the bits of every value of s (four
-// independent multiply-xor lanes over 8-byte words, then the tail).
+// hashChunk is the number of values hashValues hashes on one goroutine:
+// a large weight (a vocabulary projection) is hashed in chunks in
+// parallel.
+const hashChunk = 1 << 20
+
+// hashValues is a 64-bit hash of the bits of every value of s: of each
+// chunk of hashChunk values (hashed in parallel), combined in order.
 func hashValues[T float](s []T) uint64 {
+	if len(s) <= hashChunk {
+		return hashSerial(s)
+	}
+	hs := make([]uint64, (len(s)+hashChunk-1)/hashChunk)
+	parFor(len(hs), 1, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			hs[i] = hashSerial(s[i*hashChunk : min(len(s), (i+1)*hashChunk)])
+		}
+	})
+	out := uint64(len(s))
+	for _, h := range hs {
+		out = (out ^ h) * 0x9e3779b97f4a7c15
+	}
+	return out
+}
+
+// hashSerial is a 64-bit hash of the bits of every value of s (four
+// independent multiply-xor lanes over 8-byte words, then the tail).
+func hashSerial[T float](s []T) uint64 {
 	if len(s) == 0 {
 		return 0
 	}

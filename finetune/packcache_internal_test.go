@@ -68,4 +68,26 @@ func TestHashValues(t *testing.T) {
 	assert.Equal(t, h, hashValues(append([]float32(nil), a...)))
 	assert.NotEqual(t, hashValues(a[:8]), hashValues(a))
 	assert.Equal(t, uint64(0), hashValues([]float64(nil)))
+
+	// Large slices are hashed in chunks in parallel: a change in any
+	// chunk, or in the ragged last one, still changes the hash.
+	big := make([]float32, 2*hashChunk+5)
+	for i := range big {
+		big[i] = float32(i % 1000)
+	}
+	hb := hashValues(big)
+	assert.Equal(t, hb, hashValues(append([]float32(nil), big...)))
+	for _, i := range []int{0, hashChunk - 1, hashChunk, 2*hashChunk + 4} {
+		old := big[i]
+		big[i] = -1
+		assert.NotEqual(t, hb, hashValues(big), "element %d", i)
+		big[i] = old
+	}
+	assert.NotEqual(t, hb, hashValues(big[:2*hashChunk]))
+	// A wholly different first chunk changes it too.
+	big2 := append([]float32(nil), big...)
+	for i := range hashChunk {
+		big2[i] = float32(i % 999)
+	}
+	assert.NotEqual(t, hb, hashValues(big2))
 }
