@@ -148,10 +148,12 @@ func BenchmarkFusedMaskedLM(b *testing.B) {
 		})
 		b.Run(name+"/step", func(b *testing.B) {
 			b.ReportAllocs()
+			cpu := cpuTime()
 			for b.Loop() {
 				_, err := trainer.Step(task, all)
 				require.NoError(b, err)
 			}
+			b.ReportMetric(float64((cpuTime()-cpu).Microseconds())/1000/float64(b.N), "cpu-ms/op")
 		})
 	}
 }

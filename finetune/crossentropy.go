@@ -93,7 +93,7 @@ func (c *crossEntropy) Backward(gy mat.Tensor) error {
 		} else {
 			crossEntropyBackwardExps(gf64, r, n, c.targets, c.inv, scale)
 		}
-		c.logits.AccGrad(g)
+		c.logits.AccGrad(handOver(g))
 		return nil
 	}
 	g := x.NewMatrix(mat.WithShape(r, n))
@@ -104,7 +104,7 @@ func (c *crossEntropy) Backward(gy mat.Tensor) error {
 	} else {
 		crossEntropyBackward(xf64, gf64, r, n, c.targets, c.lse, scale)
 	}
-	c.logits.AccGrad(g)
+	c.logits.AccGrad(handOver(g))
 	return nil
 }
 
@@ -217,3 +217,22 @@ func crossEntropyBackwardExps[T float32 | float64](e []T, r, n int, targets []in
 		e[t*n+j] -= T(scale)
 	}
 }
+
+// handOver returns g so that the node it is given to keeps g itself
+// rather than a copy. spago's AccGrad stores a Clone of a node's first
+// gradient; for the vocabulary-sized logits that copy is as large as the
+// logits. g must be referenced by nothing else afterwards.
+func handOver(g mat.Matrix) mat.Matrix {
+	switch d := g.(type) {
+	case *mat.Dense[float32]:
+		return ownedGrad[float32]{d}
+	case *mat.Dense[float64]:
+		return ownedGrad[float64]{d}
+	}
+	return g
+}
+
+// ownedGrad is a gradient matrix whose Clone is the matrix itself.
+type ownedGrad[T float] struct{ *mat.Dense[T] }
+
+func (g ownedGrad[T]) Clone() mat.Matrix { return g.Dense }

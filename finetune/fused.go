@@ -89,10 +89,14 @@ type memory[T float] struct {
 	grad []T
 }
 
-// forward runs the block on x (rows of sequences qs).
+// forward runs the block on x (rows of sequences qs). x stays the
+// caller's; the result and the gradients the backward returns are new
+// buffers (from the block's scratch), and the block gives back its own
+// intermediates as soon as they are read.
 func (b fBlock[T]) forward(x []T, qs []span, mem *memory[T], train bool) ([]T, backFn[T]) {
 	n := rowsOf(qs)
 	d := len(b.norm.w)
+	sc := b.norm.sc
 	inner := func(x []T) ([]T, backFn[T]) {
 		if b.att == nil {
 			return runSteps(b.ffn, x, n, train)
@@ -106,7 +110,7 @@ func (b fBlock[T]) forward(x []T, qs []span, mem *memory[T], train bool) ([]T, b
 			return y, nil
 		}
 		return y, func(gy []T) []T {
-			gx := make([]T, n*d)
+			gx := sc.zeros(n * d)
 			gm := gx
 			if b.cross {
 				gm = mem.grad
@@ -118,12 +122,19 @@ func (b fBlock[T]) forward(x []T, qs []span, mem *memory[T], train bool) ([]T, b
 	if b.pre { // x + f(norm(x))
 		nx, nb := b.norm.forward(x, n, train)
 		fy, fb := inner(nx)
+		if !same(fy, nx) {
+			sc.put(nx)
+		}
 		y := addInto(x, fy)
 		if !train {
 			return y, nil
 		}
 		return y, func(gy []T) []T {
-			g := nb(fb(gy))
+			t := fb(gy)
+			g := nb(t)
+			if !same(t, gy) {
+				sc.put(t)
+			}
 			for i := range g {
 				g[i] += gy[i]
 			}
@@ -131,34 +142,52 @@ func (b fBlock[T]) forward(x []T, qs []span, mem *memory[T], train bool) ([]T, b
 		}
 	}
 	fy, fb := inner(x) // norm(x + f(x))
-	y, nb := b.norm.forward(addInto(x, fy), n, train)
+	s := addInto(x, fy)
+	y, nb := b.norm.forward(s, n, train)
+	sc.put(s)
 	if !train {
 		return y, nil
 	}
 	return y, func(gy []T) []T {
 		gs := nb(gy)
 		g := fb(gs)
+		if same(g, gs) {
+			g = sc.get(len(gs))
+			copy(g, gs)
+		}
 		for i := range g {
 			g[i] += gs[i]
 		}
+		sc.put(gs)
 		return g
 	}
 }
 
-// runBlocks runs blocks in turn and returns the composed backward.
+// runBlocks runs blocks in turn and returns the composed backward. x and
+// the backward's argument stay the caller's; each block's output goes back
+// to the scratch once the next block has read it (likewise gradients).
 func runBlocks[T float](blocks []fBlock[T], x []T, qs []span, mem *memory[T], train bool) ([]T, backFn[T]) {
 	backs := make([]backFn[T], 0, len(blocks))
+	in := x
 	for _, b := range blocks {
-		var back backFn[T]
-		x, back = b.forward(x, qs, mem, train)
+		y, back := b.forward(x, qs, mem, train)
+		if !same(x, in) && !same(x, y) {
+			b.norm.sc.put(x)
+		}
+		x = y
 		backs = append(backs, back)
 	}
 	if !train {
 		return x, nil
 	}
 	return x, func(g []T) []T {
+		in := g
 		for i := len(backs) - 1; i >= 0; i-- {
-			g = backs[i](g)
+			gx := backs[i](g)
+			if !same(g, in) && !same(g, gx) {
+				blocks[i].norm.sc.put(g)
+			}
+			g = gx
 		}
 		return g
 	}
@@ -238,6 +267,9 @@ type fusedOp[T float] struct {
 	grads  *rowGrads[T]
 	dim, m int
 	back   func(g []T)
+	// sc, when set, takes back run's output rows and the backward's
+	// gradient rows once they are read.
+	sc *scratch[T]
 }
 
 func (o *fusedOp[T]) Operands() []mat.Tensor { return o.grads.operands() }
@@ -246,7 +278,9 @@ func (o *fusedOp[T]) Forward() (mat.Tensor, error) {
 	train := len(o.grads.rows) > 0
 	out, back := o.run(train)
 	o.back = back
-	return mat.NewDense[T](mat.WithShape(o.dim, o.m), mat.WithBacking(transpose(out, o.m, o.dim))), nil
+	t := transpose(out, o.m, o.dim)
+	o.sc.put(out)
+	return mat.NewDense[T](mat.WithShape(o.dim, o.m), mat.WithBacking(t)), nil
 }
 
 func (o *fusedOp[T]) Backward(gy mat.Tensor) error {
@@ -377,43 +411,65 @@ func (f *fBERT[T]) maskedLM(inputs []bertInput, positions [][]int) mat.Tensor {
 			at = append(at, qs[s].off+p)
 		}
 	}
-	op := &fusedOp[T]{grads: grads, dim: f.dim, m: len(at)}
+	sc := f.norm.sc
+	op := &fusedOp[T]{grads: grads, dim: f.dim, m: len(at), sc: sc}
 	op.run = func(train bool) ([]T, func([]T)) {
+		// Every intermediate goes back to sc once read (scratch.go).
 		x, nb := f.norm.forward(x0, n, train)
 		var pb backFn[T]
 		if f.projector != nil {
 			p := *f.projector
-			x = p.forward(x, n)
+			px := p.forward(x, n)
+			sc.put(x)
+			x = px
 			pb = func(g []T) []T {
-				gx := make([]T, n*p.in)
+				gx := sc.get(n * p.in)
 				p.backwardTo(gx, p.in, g, p.out, n, false)
 				return gx
 			}
 		}
 		h, hb := runBlocks(f.blocks, x, qs, nil, train)
+		if !same(h, x) {
+			sc.put(x)
+		}
 		d := f.dim
-		sel := make([]T, len(at)*d)
+		sel := sc.get(len(at) * d)
 		for k, r := range at {
 			copy(sel[k*d:(k+1)*d], h[r*d:(r+1)*d])
 		}
+		sc.put(h)
 		y, tb := runSteps(f.transform, sel, len(at), train)
+		if !same(y, sel) {
+			sc.put(sel)
+		}
 		if !train {
 			return y, nil
 		}
 		return y, func(g []T) {
 			gsel := tb(g)
-			gh := make([]T, n*d)
+			gh := sc.zeros(n * d)
 			for k, r := range at {
 				row := gh[r*d : (r+1)*d]
 				for j, v := range gsel[k*d : (k+1)*d] {
 					row[j] += v
 				}
 			}
-			gx := hb(gh)
-			if pb != nil {
-				gx = pb(gx)
+			if !same(gsel, g) {
+				sc.put(gsel)
 			}
-			grads.accumulate(nb(gx), dIn)
+			gx := hb(gh)
+			if !same(gx, gh) {
+				sc.put(gh)
+			}
+			if pb != nil {
+				px := pb(gx)
+				sc.put(gx)
+				gx = px
+			}
+			g0 := nb(gx)
+			sc.put(gx)
+			grads.accumulate(g0, dIn)
+			sc.put(g0)
 		}
 	}
 	return newFusedNode(op)
@@ -430,11 +486,13 @@ func fusedMaskedLM(fwd Forward, m *bert.ModelForMaskedLM, inputs []bertInput, po
 	case *mat.Dense[float32]:
 		if f, ok := fusedBERTOf[float32](training, m.Bert, head); ok {
 			f.usePacks(cache)
+			f.useScratch(scratchOf[float32](cache))
 			return f.maskedLM(inputs, positions)
 		}
 	case *mat.Dense[float64]:
 		if f, ok := fusedBERTOf[float64](training, m.Bert, head); ok {
 			f.usePacks(cache)
+			f.useScratch(scratchOf[float64](cache))
 			return f.maskedLM(inputs, positions)
 		}
 	}

@@ -88,6 +88,7 @@ type fLinear[T float] struct {
 	w, b    []T
 	out, in int
 	pk      *gemm.Packed[T] // Wᵀ packed once (packcache.go), or nil
+	sc      *scratch[T]     // the Task's step buffers (scratch.go), or nil
 }
 
 func newFLinear[T float](rd reading, l *linear.Model) (fLinear[T], bool) {
@@ -120,7 +121,7 @@ func (l fLinear[T]) forwardTo(y []T, ldy int, x []T, ldx, n int) {
 }
 
 func (l fLinear[T]) forward(x []T, n int) []T {
-	y := make([]T, n*l.out)
+	y := l.sc.get(n * l.out)
 	l.forwardTo(y, l.out, x, l.in, n)
 	return y
 }
@@ -135,6 +136,7 @@ func (l fLinear[T]) backwardTo(gx []T, ldgx int, gy []T, ldgy, n int, acc bool) 
 type fNorm[T float] struct {
 	w, b []T
 	eps  T
+	sc   *scratch[T] // the Task's step buffers (scratch.go), or nil
 }
 
 func newFNorm[T float](rd reading, ln *layernorm.Model) (fNorm[T], bool) {
@@ -154,10 +156,10 @@ func newFNorm[T float](rd reading, ln *layernorm.Model) (fNorm[T], bool) {
 // it also returns the backward.
 func (ln fNorm[T]) forward(x []T, n int, train bool) ([]T, backFn[T]) {
 	d := len(ln.w)
-	y := make([]T, n*d)
+	y := ln.sc.get(n * d)
 	var xhat, rstd []T
 	if train {
-		xhat, rstd = make([]T, n*d), make([]T, n)
+		xhat, rstd = ln.sc.get(n*d), ln.sc.get(n)
 	}
 	parFor(n, 16, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
@@ -191,7 +193,7 @@ func (ln fNorm[T]) forward(x []T, n int, train bool) ([]T, backFn[T]) {
 		return y, nil
 	}
 	return y, func(gy []T) []T {
-		gx := make([]T, n*d)
+		gx := ln.sc.get(n * d)
 		parFor(n, 16, func(lo, hi int) {
 			for i := lo; i < hi; i++ {
 				g, h := gy[i*d:(i+1)*d], xhat[i*d:(i+1)*d]
@@ -208,6 +210,7 @@ func (ln fNorm[T]) forward(x []T, n int, train bool) ([]T, backFn[T]) {
 				}
 			}
 		})
+		ln.sc.put(xhat, rstd)
 		return gx
 	}
 }
@@ -226,13 +229,13 @@ func supportedActivation(a activation.Activation) bool {
 const geluErf activation.Activation = -1
 
 // applyActivation applies a in place to x and, with train, returns the
-// element-wise derivative (computed in the same pass).
-func applyActivation[T float](a activation.Activation, x []T, train bool) []T {
+// element-wise derivative (computed in the same pass) in a buffer from sc.
+func applyActivation[T float](sc *scratch[T], a activation.Activation, x []T, train bool) []T {
 	if a == activation.Identity {
 		if !train {
 			return nil
 		}
-		d := make([]T, len(x))
+		d := sc.get(len(x))
 		for i := range d {
 			d[i] = 1
 		}
@@ -240,7 +243,7 @@ func applyActivation[T float](a activation.Activation, x []T, train bool) []T {
 	}
 	var deriv []T
 	if train {
-		deriv = make([]T, len(x))
+		deriv = sc.get(len(x))
 	}
 	if x32, ok := any(x).([]float32); ok && vectorActivation(a) {
 		d32, _ := any(deriv).([]float32)
@@ -287,6 +290,7 @@ type fStep[T float] struct {
 	lin  *fLinear[T]
 	norm *fNorm[T]
 	act  activation.Activation
+	sc   *scratch[T] // the Task's step buffers (scratch.go), or nil
 }
 
 // newFSteps converts a cybertron module list; false if a module is not
@@ -325,40 +329,53 @@ func newFSteps[T float](rd reading, ms []nn.StandardModel) ([]fStep[T], bool) {
 }
 
 // runSteps applies the steps to x (n×d); with train it returns the
-// backward of the whole stack.
+// backward of the whole stack. x stays the caller's: the result is a new
+// buffer, or x itself when no step changes it. Intermediate results go
+// back to the steps' scratch once the next step has read them; so do the
+// backward's intermediate gradients (it may return its argument: no step).
 func runSteps[T float](steps []fStep[T], x []T, n int, train bool) ([]T, backFn[T]) {
 	var backs []backFn[T]
-	owned := false // x is a buffer made here (not the caller's)
+	var sc *scratch[T]
+	owned := false        // x is a buffer made here (not the caller's)
+	next := func(y []T) { // y, a new buffer, replaces x
+		if owned {
+			sc.put(x)
+		}
+		x, owned = y, true
+	}
 	for _, s := range steps {
+		sc = s.sc
 		switch {
 		case s.lin != nil:
 			l := *s.lin
-			x, owned = l.forward(x, n), true
+			next(l.forward(x, n))
 			if train {
 				backs = append(backs, func(gy []T) []T {
-					gx := make([]T, n*l.in)
+					gx := l.sc.get(n * l.in)
 					l.backwardTo(gx, l.in, gy, l.out, n, false)
 					return gx
 				})
 			}
 		case s.norm != nil:
-			var b backFn[T]
-			x, b = s.norm.forward(x, n, train)
-			owned = true
+			y, b := s.norm.forward(x, n, train)
+			next(y)
 			if train {
 				backs = append(backs, b)
 			}
 		default:
 			if len(x) > 0 && s.act != activation.Identity && !owned {
-				x = append([]T(nil), x...) // the input may be kept by a residual
+				y := s.sc.get(len(x)) // the input may be kept by a residual
+				copy(y, x)
+				x, owned = y, true
 			}
-			deriv := applyActivation(s.act, x, train)
+			deriv := applyActivation(s.sc, s.act, x, train)
 			if train {
 				backs = append(backs, func(gy []T) []T {
-					gx := make([]T, len(gy))
+					gx := s.sc.get(len(gy))
 					for i, g := range gy {
 						gx[i] = g * deriv[i]
 					}
+					s.sc.put(deriv)
 					return gx
 				})
 			}
@@ -369,7 +386,11 @@ func runSteps[T float](steps []fStep[T], x []T, n int, train bool) ([]T, backFn[
 	}
 	return x, func(g []T) []T {
 		for i := len(backs) - 1; i >= 0; i-- {
-			g = backs[i](g)
+			gx := backs[i](g)
+			if i < len(backs)-1 { // not the caller's
+				sc.put(g)
+			}
+			g = gx
 		}
 		return g
 	}
@@ -390,7 +411,8 @@ type fHead[T float] struct {
 type fAttention[T float] struct {
 	heads []fHead[T]
 	out   fLinear[T]
-	dh    int // width of every head's query, key and value
+	dh    int         // width of every head's query, key and value
+	sc    *scratch[T] // the Task's step buffers (scratch.go), or nil
 	// The heads' projections stacked (packcache.go: usePacks), when
 	// packed: queries, keys and values of all heads as one product for
 	// self-attention (qkvCat), or queries (qCat) apart from keys and
@@ -409,11 +431,11 @@ func (a *fAttention[T]) projections(x []T, nq int, m []T, nm int, self bool) (q,
 	case nq == 0 && nm == 0:
 		return nil, nil, nil, w, w
 	case self && a.qkvCat.pk != nil:
-		y := make([]T, nq*3*w)
+		y := a.sc.get(nq * 3 * w)
 		a.qkvCat.forwardTo(y, 3*w, x, d, nq)
 		return y, y[w:], y[2*w:], 3 * w, 3 * w
 	case a.qCat.pk != nil && a.kvCat.pk != nil:
-		q, y := make([]T, nq*w), make([]T, nm*2*w)
+		q, y := a.sc.get(nq*w), a.sc.get(nm*2*w)
 		a.qCat.forwardTo(q, w, x, d, nq)
 		if nm == 0 {
 			return q, nil, nil, w, 2 * w
@@ -421,7 +443,7 @@ func (a *fAttention[T]) projections(x []T, nq int, m []T, nm int, self bool) (q,
 		a.kvCat.forwardTo(y, 2*w, m, d, nm)
 		return q, y, y[w:], w, 2 * w
 	}
-	q, k, v = make([]T, nq*w), make([]T, nm*w), make([]T, nm*w)
+	q, k, v = a.sc.get(nq*w), a.sc.get(nm*w), a.sc.get(nm*w)
 	for j, hd := range a.heads {
 		if nq > 0 {
 			hd.q.forwardTo(q[j*a.dh:], w, x, d, nq)
@@ -452,8 +474,8 @@ func (a *fAttention[T]) forward(x []T, qs []span, m []T, ms []span, train bool) 
 	for s := range qs {
 		pOff[s+1] = pOff[s] + qs[s].n*ms[s].n*h
 	}
-	p := make([]T, pOff[len(qs)])
-	ctx := make([]T, nq*w)
+	p := a.sc.get(pOff[len(qs)]) // every element written below
+	ctx := a.sc.get(nq * w)
 	tasks := len(qs) * h
 	parFor(tasks, 1, func(lo, hi int) {
 		for t := lo; t < hi; t++ {
@@ -477,14 +499,26 @@ func (a *fAttention[T]) forward(x []T, qs []span, m []T, ms []span, train bool) 
 		}
 	})
 	y := a.out.forward(ctx, nq)
+	a.sc.put(ctx)
+	// The projections' own buffers (k and v may lie in q's or v in k's).
+	proj := [][]T{q}
+	if !within(q, k) {
+		proj = append(proj, k)
+	}
+	if !within(q, v) && !within(k, v) {
+		proj = append(proj, v)
+	}
 	if !train {
+		a.sc.put(p)
+		a.sc.put(proj...)
 		return y, nil
 	}
 	return y, func(gy, gx, gm []T) {
-		gctx := make([]T, nq*w)
+		// The spans tile the rows: every element of these is written.
+		gctx := a.sc.get(nq * w)
 		a.out.backwardTo(gctx, w, gy, a.out.out, nq, false)
-		gq, gk, gv := make([]T, nq*w), make([]T, nm*w), make([]T, nm*w)
-		gp := make([]T, len(p))
+		gq, gk, gv := a.sc.get(nq*w), a.sc.get(nm*w), a.sc.get(nm*w)
+		gp := a.sc.get(len(p))
 		parFor(tasks, 1, func(lo, hi int) {
 			for t := lo; t < hi; t++ {
 				s, j := t/h, t%h
@@ -510,6 +544,8 @@ func (a *fAttention[T]) forward(x []T, qs []span, m []T, ms []span, train bool) 
 			hd.k.backwardTo(gm, d, gk[j*dh:], w, nm, true)
 			hd.v.backwardTo(gm, d, gv[j*dh:], w, nm, true)
 		}
+		a.sc.put(gctx, gq, gk, gv, gp, p)
+		a.sc.put(proj...)
 	}
 }
 

@@ -23,6 +23,9 @@ import (
 type packCache struct {
 	mu sync.Mutex
 	m  map[packKey]packEntry
+	// The Task's reusable step buffers (scratch.go), per dtype.
+	bufs32 scratch[float32]
+	bufs64 scratch[float64]
 }
 
 type packKey struct {

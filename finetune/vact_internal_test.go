@@ -24,8 +24,8 @@ func TestVectorActivationsMatchFloat64(t *testing.T) {
 			x32[i] = float32(v)
 			x64[i] = float64(float32(v))
 		}
-		d32 := applyActivation(a, x32, true)
-		d64 := applyActivation(a, x64, true)
+		d32 := applyActivation(nil, a, x32, true)
+		d64 := applyActivation(nil, a, x64, true)
 		worstY, worstD := 0.0, 0.0
 		for i := range xs {
 			s := 1 + math.Abs(x64[i])
@@ -40,7 +40,7 @@ func TestVectorActivationsMatchFloat64(t *testing.T) {
 		for i, v := range xs {
 			y[i] = float32(v)
 		}
-		assert.Nil(t, applyActivation(a, y, false))
+		assert.Nil(t, applyActivation(nil, a, y, false))
 		assert.Equal(t, x32, y)
 	}
 }

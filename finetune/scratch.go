@@ -1,0 +1,191 @@
+package finetune
+
+// Buffers of the fused training step reused across steps. A step of the
+// fused forward and backward allocates about 150 n×d-sized matrices
+// (activations, their gradients, attention probabilities): at the
+// benchmark's BERT size about 100 MB per step, all garbage a few
+// milliseconds later. The garbage collector lets such a heap grow to twice
+// its live size before collecting, so the training step's peak heap was
+// set by garbage, not by what the step needs. A Task keeps a scratch per
+// dtype: the fused ops take their buffers from it and give every buffer
+// back as soon as nothing reads it any more (forward intermediates right
+// after their consumer ran; activations saved for the backward when the
+// backward of their op is done), so the step reuses a working set of
+// about the size of the saved activations instead of allocating.
+//
+// Ownership: get/zeros hand out a buffer nobody else holds; put takes it
+// back, and the caller must not touch it afterwards. A buffer that is
+// never put (a forward without backward, a step that failed halfway) is
+// simply left to the garbage collector: the scratch never waits for one.
+// A nil *scratch allocates and never keeps anything (inference and the
+// losses called without a Task).
+//
+// The scratch keeps, per size class, at most the number of buffers of
+// that class that were out at once: whatever was put back was handed out
+// before and no buffer is created while a free one fits.
+
+import (
+	"math"
+	"math/bits"
+	"sync"
+	"unsafe"
+)
+
+// scratch is a free list of []T buffers by size class, safe for
+// concurrent use.
+type scratch[T float] struct {
+	mu   sync.Mutex
+	free map[int][][]T // size class → free buffers (full capacity)
+	// poison, set by tests, fills every buffer put back with NaN, so a
+	// buffer read after it was given back shows in the results.
+	poison bool
+}
+
+// minScratch is the smallest buffer the scratch keeps; smaller ones are
+// plain allocations.
+const minScratch = 256
+
+// sizeClass returns the class of a buffer of n elements and its capacity:
+// n rounded up to the next of 2^e·{4, 5, 6, 7}/4 (at most 25% over).
+func sizeClass(n int) (class, capacity int) {
+	e := bits.Len(uint(n-1)) - 3 // n ≤ 8·2^e
+	if e < 0 {
+		e = 0
+	}
+	q := (n + (1 << e) - 1) >> e // n ≤ q·2^e, q in (4, 8]
+	return e<<4 | q, q << e
+}
+
+// get returns a buffer of n elements with unspecified contents (the caller
+// writes every element).
+func (s *scratch[T]) get(n int) []T {
+	if s == nil || n < minScratch {
+		return make([]T, n)
+	}
+	class, capacity := sizeClass(n)
+	s.mu.Lock()
+	list := s.free[class]
+	if k := len(list); k > 0 {
+		b := list[k-1]
+		list[k-1] = nil
+		s.free[class] = list[:k-1]
+		s.mu.Unlock()
+		return b[:n]
+	}
+	s.mu.Unlock()
+	return make([]T, n, capacity)
+}
+
+// zeros returns a buffer of n zeros.
+func (s *scratch[T]) zeros(n int) []T {
+	if s == nil || n < minScratch {
+		return make([]T, n)
+	}
+	b := s.get(n)
+	clear(b)
+	return b
+}
+
+// put gives buffers back (nil ones and those too small to keep are
+// ignored). Each must come from get or zeros of the same scratch and must
+// not be used afterwards.
+func (s *scratch[T]) put(bufs ...[]T) {
+	if s == nil {
+		return
+	}
+	for _, b := range bufs {
+		if cap(b) < minScratch {
+			continue
+		}
+		b = b[:cap(b)]
+		class, capacity := sizeClass(cap(b))
+		if capacity != cap(b) {
+			continue // not one of ours
+		}
+		if s.poison {
+			nan := T(math.NaN())
+			for i := range b {
+				b[i] = nan
+			}
+		}
+		s.mu.Lock()
+		if s.free == nil {
+			s.free = map[int][][]T{}
+		}
+		s.free[class] = append(s.free[class], b)
+		s.mu.Unlock()
+	}
+}
+
+// same reports whether a and b start at the same element (one buffer).
+func same[T float](a, b []T) bool {
+	return len(a) > 0 && len(b) > 0 && unsafe.SliceData(a) == unsafe.SliceData(b)
+}
+
+// scratchOf returns the Task's scratch of dtype T (nil c: none).
+func scratchOf[T float](c *packCache) *scratch[T] {
+	if c == nil {
+		return nil
+	}
+	var z T
+	switch any(z).(type) {
+	case float32:
+		return any(&c.bufs32).(*scratch[T])
+	default:
+		return any(&c.bufs64).(*scratch[T])
+	}
+}
+
+// useScratch gives every op of the blocks and steps the scratch sc.
+func useScratch[T float](sc *scratch[T], blocks []fBlock[T], steps ...[]fStep[T]) {
+	if sc == nil {
+		return
+	}
+	stepsOf := func(ss []fStep[T]) {
+		for i := range ss {
+			s := &ss[i]
+			s.sc = sc
+			if s.lin != nil {
+				s.lin.sc = sc
+			}
+			if s.norm != nil {
+				s.norm.sc = sc
+			}
+		}
+	}
+	for i := range blocks {
+		b := &blocks[i]
+		b.norm.sc = sc
+		if b.att != nil {
+			b.att.sc = sc
+			b.att.out.sc = sc
+		}
+		stepsOf(b.ffn)
+	}
+	for _, ss := range steps {
+		stepsOf(ss)
+	}
+}
+
+// useScratch gives the encoder's, projector's and head's ops the scratch
+// sc.
+func (f *fBERT[T]) useScratch(sc *scratch[T]) {
+	if sc == nil {
+		return
+	}
+	useScratch(sc, f.blocks, f.transform)
+	f.norm.sc = sc
+	if f.projector != nil {
+		f.projector.sc = sc
+	}
+}
+
+// within reports whether b starts inside a's buffer (a sub-slice of it).
+func within[T float](a, b []T) bool {
+	if len(b) == 0 || cap(a) == 0 {
+		return false
+	}
+	lo := uintptr(unsafe.Pointer(unsafe.SliceData(a)))
+	p := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
+	return p >= lo && p < lo+uintptr(cap(a))*unsafe.Sizeof(a[0])
+}

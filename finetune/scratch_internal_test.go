@@ -1,0 +1,194 @@
+package finetune
+
+import (
+	"math"
+	"runtime"
+	"sync"
+	"testing"
+
+	"github.com/nlpodyssey/cybertron/pkg/models/bert"
+	"github.com/nlpodyssey/spago/ag"
+	"github.com/nlpodyssey/spago/mat"
+	"github.com/nlpodyssey/spago/nn"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/gopeft/gopeft/internal/testmodels"
+)
+
+func TestSizeClass(t *testing.T) {
+	prev := 0
+	for n := minScratch; n < 1<<20; n += 1 + n/7 {
+		class, c := sizeClass(n)
+		assert.GreaterOrEqual(t, c, n, "n %d", n)
+		assert.LessOrEqual(t, c, n+n/4+1, "n %d: at most 25%% over", n)
+		c2, capacity := sizeClass(c)
+		assert.Equal(t, class, c2, "a buffer's capacity is in its own class (n %d)", n)
+		assert.Equal(t, c, capacity)
+		assert.GreaterOrEqual(t, c, prev)
+		prev = c
+	}
+}
+
+func TestScratchReuse(t *testing.T) {
+	var s *scratch[float32]
+	assert.Len(t, s.get(5000), 5000, "nil scratch allocates")
+	s.put(make([]float32, 5000)) // and keeps nothing
+
+	s = &scratch[float32]{}
+	a := s.get(5000)
+	a[0] = 3
+	s.put(a)
+	b := s.get(4900) // same class
+	assert.True(t, same(a, b), "reused")
+	c := s.zeros(4900)
+	assert.False(t, same(b, c), "a buffer is handed out once")
+	assert.Equal(t, make([]float32, 4900), c)
+	s.put(b, c)
+	assert.Len(t, s.free[func() int { k, _ := sizeClass(5000); return k }()], 2)
+	s.put(make([]float32, 10))   // too small to keep
+	s.put(make([]float32, 5001)) // not a class capacity: not ours
+	total := 0
+	for _, l := range s.free {
+		total += len(l)
+	}
+	assert.Equal(t, 2, total)
+}
+
+// scratchBatch is a masked-LM batch of the tiny BERT large enough that the
+// step's buffers go through the scratch (at least minScratch values).
+func scratchBatch(t *testing.T) (*bert.ModelForMaskedLM, []MaskedExample, []*nn.Param) {
+	m := testmodels.BERT(t)
+	require.NoError(t, PrepareLoaded(m))
+	for _, p := range AllParams(m) {
+		p.SetRequiresGrad(false)
+	}
+	vocab := m.Bert.Embeddings.Vocab
+	words := []string{"the", "cat", "sat", "on", "dog", "table", "box", "a"}
+	var batch []MaskedExample
+	for i := range 8 {
+		tokens := []string{"[CLS]"}
+		for j := range 9 + i%3 {
+			tokens = append(tokens, words[(i*3+j*5)%len(words)])
+		}
+		tokens = append(tokens, "[SEP]")
+		ex, err := MaskTokens(vocab, tokens, 1+i%4, 2+(i+1)%5)
+		require.NoError(t, err)
+		batch = append(batch, ex)
+	}
+	var rows []*nn.Param
+	for _, w := range []string{"[MASK]", "the", "sat"} {
+		id, ok := vocab.ID(w)
+		require.True(t, ok)
+		p := m.Bert.Embeddings.Tokens.Weights[id]
+		p.SetRequiresGrad(true)
+		rows = append(rows, p)
+	}
+	return m, batch, rows
+}
+
+// stepOf runs the loss and its backward and returns the loss and the
+// rows' gradients (cleared afterwards).
+func stepOf(t *testing.T, m *bert.ModelForMaskedLM, batch []MaskedExample, rows []*nn.Param, c *packCache) (float64, [][]float32) {
+	l, err := maskedLMLoss(m, batch, nil, ForwardAuto, c)
+	require.NoError(t, err)
+	require.NoError(t, ag.Backward(l))
+	var grads [][]float32
+	for _, p := range rows {
+		require.True(t, p.HasGrad())
+		grads = append(grads, append([]float32(nil), mat.Data[float32](p.Grad())...))
+		p.ZeroGrad()
+	}
+	return l.Value().Item().F64(), grads
+}
+
+// The fused step with a Task's scratch gives the loss and row gradients of
+// the step without it bit for bit, step after step, with every buffer
+// poisoned (NaN) when given back: no buffer is read after its release.
+// A forward without backward (buffers never given back) changes nothing.
+func TestScratchStepsBitIdentical(t *testing.T) {
+	m, batch, rows := scratchBatch(t)
+	want, wantGrads := stepOf(t, m, batch, rows, nil)
+	require.False(t, math.IsNaN(want))
+	c := newPackCache()
+	c.bufs32.poison = true
+	for step := range 4 {
+		if step == 2 {
+			_, err := maskedLMLoss(m, batch, nil, ForwardAuto, c) // forward only
+			require.NoError(t, err)
+		}
+		got, grads := stepOf(t, m, batch, rows, c)
+		assert.Equal(t, want, got, "step %d", step)
+		assert.Equal(t, wantGrads, grads, "step %d", step)
+	}
+	kept := 0
+	for _, l := range c.bufs32.free {
+		kept += len(l)
+	}
+	assert.Positive(t, kept, "the scratch was used")
+}
+
+// Concurrent steps on one Task's scratch (the model's rows get both
+// gradients: only the losses are compared) never share a buffer.
+func TestScratchConcurrentSteps(t *testing.T) {
+	m, batch, rows := scratchBatch(t)
+	want, _ := stepOf(t, m, batch, rows, nil)
+	c := newPackCache()
+	c.bufs32.poison = true
+	var wg sync.WaitGroup
+	losses := make([][]float64, 3)
+	for g := range losses {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 3 {
+				l, err := maskedLMLoss(m, batch, nil, ForwardAuto, c)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if err := ag.Backward(l); err != nil {
+					t.Error(err)
+					return
+				}
+				losses[g] = append(losses[g], l.Value().Item().F64())
+			}
+		}()
+	}
+	wg.Wait()
+	for _, p := range rows {
+		p.ZeroGrad()
+	}
+	for g, ls := range losses {
+		assert.Equal(t, []float64{want, want, want}, ls, "goroutine %d", g)
+	}
+}
+
+// CrossEntropy hands its gradient buffer to the logits (no vocabulary-sized
+// copy), and a second gradient still accumulates into it.
+func TestCrossEntropyHandsOverGradient(t *testing.T) {
+	const v, n = 50000, 4
+	vals := make([]float32, v*n)
+	for i := range vals {
+		vals[i] = float32(math.Sin(float64(i)))
+	}
+	logits := mat.NewDense[float32](mat.WithShape(v, n), mat.WithBacking(vals), mat.WithGrad(true))
+	targets := []int{3, 77, 49999, 0}
+	l1, err := CrossEntropy(logits, targets)
+	require.NoError(t, err)
+	l1.Value()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	require.NoError(t, ag.Backward(l1))
+	runtime.ReadMemStats(&after)
+	assert.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(v*n*4/2), "no copy of the gradient")
+	once := append([]float32(nil), mat.Data[float32](logits.Grad())...)
+
+	l2, err := CrossEntropy(logits, targets)
+	require.NoError(t, err)
+	require.NoError(t, ag.Backward(l2))
+	twice := mat.Data[float32](logits.Grad())
+	for i := range once {
+		require.Equal(t, once[i]+once[i], twice[i], "element %d", i)
+	}
+}
