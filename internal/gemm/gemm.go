@@ -92,57 +92,6 @@ func Gemm[T Float](transA, transB bool, m, n, k int, a []T, lda int, b []T, ldb 
 	serial(pa, transA, transB, m, n, k, a, lda, b, ldb, c, ldc)
 }
 
-// parallel splits C into contiguous blocks of rows (or columns, when n is
-// the larger side), one per worker.
-func parallel[T Float](pa *path, transA, transB bool, m, n, k int, a []T, lda int, b []T, ldb int, c []T, ldc int, workers int) {
-	if m >= n {
-		splitRows(pa, transA, m, a, lda, workers, func(rows int, sa []T, i0 int) {
-			serial(pa, transA, transB, rows, n, k, sa, lda, b, ldb, c[i0*ldc:], ldc)
-		})
-		return
-	}
-	var wg sync.WaitGroup
-	step := ceilTo((n+workers-1)/workers, pa.nr)
-	for j0 := 0; j0 < n; j0 += step {
-		cols := min(step, n-j0)
-		var sb []T
-		if transB {
-			sb = b[j0*ldb:]
-		} else {
-			sb = b[j0:]
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			serial(pa, transA, transB, m, cols, k, a, lda, sb, ldb, c[j0:], ldc)
-		}()
-	}
-	wg.Wait()
-}
-
-// splitRows runs f on contiguous blocks of A's rows (multiples of mr), one
-// goroutine per worker, and waits for them: f gets the block's row count,
-// A from its first row, and that row's index.
-func splitRows[T Float](pa *path, transA bool, m int, a []T, lda, workers int, f func(rows int, sa []T, i0 int)) {
-	var wg sync.WaitGroup
-	step := ceilTo((m+workers-1)/workers, pa.mr)
-	for i0 := 0; i0 < m; i0 += step {
-		rows := min(step, m-i0)
-		var sa []T
-		if transA {
-			sa = a[i0:]
-		} else {
-			sa = a[i0*lda:]
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			f(rows, sa, i0)
-		}()
-	}
-	wg.Wait()
-}
-
 // aBlock readies the mb×kb block of op(A) at (i0, p0) for the macro
 // kernel and returns its panel accessor: packed into buf when A is not
 // read in place (aDirect false), otherwise read in place except for the
@@ -209,7 +158,7 @@ func serial[T Float](pa *path, transA, transB bool, m, n, k int, a []T, lda int,
 	buf := p.Get().(*buffers[T])
 	defer p.Put(buf)
 	mr, nr := pa.mr, pa.nr
-	aDirect := transA || (n < 4*nr && lda%1024 != 0)
+	aDirect := aInPlace(pa, transA, n, lda)
 	bDirect := !transB && m < 4*mr
 	for j0 := 0; j0 < n; j0 += nc {
 		nb := min(nc, n-j0)
@@ -237,6 +186,11 @@ func serial[T Float](pa *path, transA, transB bool, m, n, k int, a []T, lda int,
 			}
 		}
 	}
+}
+
+// aInPlace reports whether serial reads A in place (see serial).
+func aInPlace(pa *path, transA bool, n, lda int) bool {
+	return transA || (n < 4*pa.nr && lda%1024 != 0)
 }
 
 // opnd is one micro-panel of A (mr rows) or B (nr columns) over kb steps:

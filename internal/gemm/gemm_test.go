@@ -162,19 +162,43 @@ func TestGemmDeterministicAcrossSplits(t *testing.T) {
 	eachPath(t, testDeterministicAcrossSplits)
 }
 
+// Every split (1 to 4 goroutines, rows sharing B's packed blocks or
+// columns) gives the same bits: shapes with several blocks of k (both
+// shared B buffers reused), more than nc columns, fewer column panels than
+// workers, ragged edges, each operand transposed or not.
 func testDeterministicAcrossSplits(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
-	m, n, k := 300, 257, 700
-	a, b := randSlice[float32](rng, m*k), randSlice[float32](rng, k*n)
-	c1, c2 := make([]float32, m*n), make([]float32, m*n)
-	old := runtime.GOMAXPROCS(1)
-	Gemm(false, false, m, n, k, a, k, b, n, c1, n, false)
-	runtime.GOMAXPROCS(3)
-	Gemm(false, false, m, n, k, a, k, b, n, c2, n, false)
-	runtime.GOMAXPROCS(old)
-	for i := range c1 {
-		if c1[i] != c2[i] {
-			t.Fatalf("element %d differs between 1 and 3 goroutines: %g vs %g", i, c1[i], c2[i])
+	shapes := [][3]int{{300, 257, 700}, {400, 40, 600}, {1030, 1027, 260}, {50, 300, 900}, {40, 30, 2000}}
+	old := runtime.GOMAXPROCS(0)
+	defer runtime.GOMAXPROCS(old)
+	for _, s := range shapes {
+		m, n, k := s[0], s[1], s[2]
+		for _, ta := range []bool{false, true} {
+			for _, tb := range []bool{false, true} {
+				lda, ldb := k+1, n+3
+				if ta {
+					lda = m + 2
+				}
+				if tb {
+					ldb = k + 5
+				}
+				a, b := randSlice[float32](rng, max(m, k)*lda), randSlice[float32](rng, max(n, k)*ldb)
+				var want []float32
+				for _, procs := range []int{1, 2, 3, 4} {
+					runtime.GOMAXPROCS(procs)
+					got := make([]float32, m*n)
+					Gemm(ta, tb, m, n, k, a, lda, b, ldb, got, n, false)
+					if want == nil {
+						want = got
+						continue
+					}
+					for i := range got {
+						if got[i] != want[i] {
+							t.Fatalf("%v transA %v transB %v: element %d differs between 1 and %d goroutines: %g vs %g", s, ta, tb, i, procs, want[i], got[i])
+						}
+					}
+				}
+			}
 		}
 	}
 }

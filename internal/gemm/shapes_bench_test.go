@@ -24,7 +24,8 @@ var stepShapes = []struct {
 	{name: "NN-2048x2048x2048", m: 2048, n: 2048, k: 2048},
 }
 
-// BenchmarkShapes times the active path on stepShapes and reports GFLOP/s:
+// BenchmarkShapes times the active path on stepShapes and reports GFLOP/s
+// and CPU time per product:
 //
 //	flock /work/bench.lock go test -run XXX -bench Shapes -count 5 ./internal/gemm
 func BenchmarkShapes(b *testing.B) {
@@ -47,10 +48,17 @@ func BenchmarkShapes(b *testing.B) {
 			run = func() { GemmPacked(s.ta, s.m, a, lda, pk, c, s.n, false) }
 		}
 		b.Run(s.name, func(b *testing.B) {
+			cpu0, ok := cpuTime()
 			for b.Loop() {
 				run()
 			}
 			b.ReportMetric(2*float64(s.m*s.n*s.k)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			// CPU time per product: the work done (packing, spinning at
+			// barriers included), which other load on the machine
+			// disturbs less than the elapsed time.
+			if cpu1, ok1 := cpuTime(); ok && ok1 {
+				b.ReportMetric(float64((cpu1-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
+			}
 		})
 	}
 }
