@@ -98,7 +98,7 @@ func hashSerial[T float](s []T) uint64 {
 // it when the cache has no current copy.
 func packedT[T float](c *packCache, l *fLinear[T]) *gemm.Packed[T] {
 	key := packKey{unsafe.Pointer(&l.w[0]), len(l.w)}
-	h := hashValues(l.w)
+	h := l.weightHash()
 	c.mu.Lock()
 	e, ok := c.m[key]
 	c.mu.Unlock()
@@ -126,7 +126,7 @@ func packedCatT[T float](c *packCache, parts []*fLinear[T]) *gemm.Packed[T] {
 	h := uint64(len(parts))
 	for _, l := range parts {
 		out += l.out
-		h = (h ^ hashValues(l.w)) * 0x9e3779b97f4a7c15
+		h = (h ^ l.weightHash()) * 0x9e3779b97f4a7c15
 	}
 	// A stack is keyed by its first part's data and a length no single
 	// weight of that data has (its total, negated).
@@ -173,6 +173,7 @@ func usePacks[T float](c *packCache, blocks []fBlock[T], steps ...[]fStep[T]) {
 	if c == nil {
 		return
 	}
+	hashAll(blocks, steps)
 	lin := func(l *fLinear[T]) {
 		if l != nil && len(l.w) > 0 {
 			l.pk = packedT(c, l)
@@ -219,4 +220,43 @@ func (f *fBERT[T]) usePacks(c *packCache) {
 	if f.projector != nil {
 		f.projector.pk = packedT(c, f.projector)
 	}
+}
+
+// weightHash is hashValues(l.w), computed once per fLinear value.
+func (l *fLinear[T]) weightHash() uint64 {
+	if !l.hashed {
+		l.hash, l.hashed = hashValues(l.w), true
+	}
+	return l.hash
+}
+
+// hashAll hashes the weights of every linear layer of the blocks and
+// steps, in parallel, before usePacks looks them up one by one.
+func hashAll[T float](blocks []fBlock[T], steps [][]fStep[T]) {
+	var ls []*fLinear[T]
+	addSteps := func(ss []fStep[T]) {
+		for i := range ss {
+			if ss[i].lin != nil {
+				ls = append(ls, ss[i].lin)
+			}
+		}
+	}
+	for _, b := range blocks {
+		if a := b.att; a != nil {
+			for j := range a.heads {
+				h := &a.heads[j]
+				ls = append(ls, &h.q, &h.k, &h.v)
+			}
+			ls = append(ls, &a.out)
+		}
+		addSteps(b.ffn)
+	}
+	for _, ss := range steps {
+		addSteps(ss)
+	}
+	parFor(len(ls), 1, func(lo, hi int) {
+		for _, l := range ls[lo:hi] {
+			l.weightHash()
+		}
+	})
 }

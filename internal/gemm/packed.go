@@ -2,6 +2,7 @@ package gemm
 
 import (
 	"runtime"
+	"sync"
 )
 
 // Packed is a B operand packed once into the panels the blocked product
@@ -68,6 +69,23 @@ func GemmPacked[T Float](transA bool, m int, a []T, lda int, pk *Packed[T], c []
 		return
 	}
 	workers := runtime.GOMAXPROCS(0)
+	if blocks := len(pk.panel) / pk.nkb; workers > 1 && m*n*k >= minParallel && m < n && blocks >= 2 {
+		// Few rows, many columns (a vocabulary projection): the workers
+		// take whole column blocks, so B (the large operand) is read once
+		// in all, not once per worker, and the work splits evenly.
+		workers = min(workers, blocks)
+		per := (blocks + workers - 1) / workers
+		var wg sync.WaitGroup
+		for b0 := 0; b0 < blocks; b0 += per {
+			wg.Add(1)
+			go func(b0, b1 int) {
+				defer wg.Done()
+				serialPackedBlocks(pa, transA, m, a, lda, pk, c, ldc, b0, b1)
+			}(b0, min(blocks, b0+per))
+		}
+		wg.Wait()
+		return
+	}
 	if workers > 1 && m*n*k >= minParallel && m >= 2*pa.mr {
 		splitRows(pa, transA, m, a, lda, workers, func(rows int, sa []T, i0 int) {
 			serialPacked(pa, transA, rows, sa, lda, pk, c[i0*ldc:], ldc)
@@ -79,13 +97,19 @@ func GemmPacked[T Float](transA bool, m int, a []T, lda int, pk *Packed[T], c []
 
 // serialPacked is serial with B's blocks taken from pk.
 func serialPacked[T Float](pa *path, transA bool, m int, a []T, lda int, pk *Packed[T], c []T, ldc int) {
+	serialPackedBlocks(pa, transA, m, a, lda, pk, c, ldc, 0, (pk.n+nc-1)/nc)
+}
+
+// serialPackedBlocks is serialPacked over B's column blocks [b0, b1) (of
+// nc columns) only.
+func serialPackedBlocks[T Float](pa *path, transA bool, m int, a []T, lda int, pk *Packed[T], c []T, ldc int, b0, b1 int) {
 	p := pool[T]()
 	buf := p.Get().(*buffers[T])
 	defer p.Put(buf)
 	nr := pa.nr
 	aDirect := transA
-	blk := 0
-	for j0 := 0; j0 < pk.n; j0 += nc {
+	blk := b0 * pk.nkb
+	for j0 := b0 * nc; j0 < min(pk.n, b1*nc); j0 += nc {
 		nb := min(nc, pk.n-j0)
 		for p0 := 0; p0 < pk.k; p0 += kc {
 			kb := min(kc, pk.k-p0)
