@@ -420,6 +420,10 @@ type fAttention[T float] struct {
 	// self-attention (qkvCat), or queries (qCat) apart from keys and
 	// values (kvCat) for cross-attention. Zero when not packed.
 	qkvCat, qCat, kvCat fLinear[T]
+	// qkvBack is qkvCat's stacked weight packed as it is, for the input
+	// gradient of all three projections as one product; nil when not
+	// packed.
+	qkvBack *gemm.Packed[T]
 }
 
 // projections returns the queries of x (nq rows) and the keys and values
@@ -519,7 +523,17 @@ func (a *fAttention[T]) forward(x []T, qs []span, m []T, ms []span, train bool) 
 		// The spans tile the rows: every element of these is written.
 		gctx := a.sc.get(nq * w)
 		a.out.backwardTo(gctx, w, gy, a.out.out, nq, false)
-		gq, gk, gv := a.sc.get(nq*w), a.sc.get(nm*w), a.sc.get(nm*w)
+		// The gradients of queries, keys and values, rows lg apart: side
+		// by side in one buffer, as the stacked projections' output,
+		// when their input gradient is one product (self-attention).
+		var gq, gk, gv, g3 []T
+		lg := w
+		if self {
+			g3, lg = a.sc.get(nq*3*w), 3*w
+			gq, gk, gv = g3, g3[w:], g3[2*w:]
+		} else {
+			gq, gk, gv = a.sc.get(nq*w), a.sc.get(nm*w), a.sc.get(nm*w)
+		}
 		gp := a.sc.get(len(p))
 		parFor(tasks, 1, func(lo, hi int) {
 			for t := lo; t < hi; t++ {
@@ -528,25 +542,48 @@ func (a *fAttention[T]) forward(x []T, qs []span, m []T, ms []span, train bool) 
 				pt := p[pOff[s]+j*lq*lk : pOff[s]+(j+1)*lq*lk]
 				gpt := gp[pOff[s]+j*lq*lk : pOff[s]+(j+1)*lq*lk]
 				qo, ko := qs[s].off*ldq+j*dh, ms[s].off*ldm+j*dh // in q; in k and v
-				gqo, gko := qs[s].off*w+j*dh, ms[s].off*w+j*dh   // in the gradients
-				gemm.Gemm(false, true, lq, lk, dh, gctx[gqo:], w, v[ko:], ldm, gpt, lk, false)
-				gemm.Gemm(true, false, lk, dh, lq, pt, lk, gctx[gqo:], w, gv[gko:], w, false)
+				cqo := qs[s].off*w + j*dh                        // in gctx
+				gqo, gko := qs[s].off*lg+j*dh, ms[s].off*lg+j*dh // in the gradients
+				gemm.Gemm(false, true, lq, lk, dh, gctx[cqo:], w, v[ko:], ldm, gpt, lk, false)
+				gemm.Gemm(true, false, lk, dh, lq, pt, lk, gctx[cqo:], w, gv[gko:], lg, false)
 				scale := a.heads[j].scale
 				for r := 0; r < lq; r++ {
 					softmaxBackwardRow(pt[r*lk:(r+1)*lk], gpt[r*lk:(r+1)*lk], scale)
 				}
-				gemm.Gemm(false, false, lq, dh, lk, gpt, lk, k[ko:], ldm, gq[gqo:], w, false)
-				gemm.Gemm(true, false, lk, dh, lq, gpt, lk, q[qo:], ldq, gk[gko:], w, false)
+				gemm.Gemm(false, false, lq, dh, lk, gpt, lk, k[ko:], ldm, gq[gqo:], lg, false)
+				gemm.Gemm(true, false, lk, dh, lq, gpt, lk, q[qo:], ldq, gk[gko:], lg, false)
 			}
 		})
-		for j, hd := range a.heads {
-			hd.q.backwardTo(gx, d, gq[j*dh:], w, nq, true)
+		if g3 != nil {
+			// gx (= gm) += [gq gk gv]·[Wq; Wk; Wv], every head at once
+			// (the weights stacked in a.qkvBack's order when not packed).
+			if a.qkvBack != nil {
+				gemm.GemmPacked(false, nq, g3, lg, a.qkvBack, gx, d, true)
+			} else {
+				wcat := make([]T, 0, 3*w*d)
+				for _, part := range []func(fHead[T]) []T{
+					func(hd fHead[T]) []T { return hd.q.w },
+					func(hd fHead[T]) []T { return hd.k.w },
+					func(hd fHead[T]) []T { return hd.v.w },
+				} {
+					for _, hd := range a.heads {
+						wcat = append(wcat, part(hd)...)
+					}
+				}
+				gemm.Gemm(false, false, nq, d, 3*w, g3, lg, wcat, d, gx, d, true)
+			}
+			a.sc.put(g3)
+		} else {
+			for j, hd := range a.heads {
+				hd.q.backwardTo(gx, d, gq[j*dh:], w, nq, true)
+			}
+			for j, hd := range a.heads {
+				hd.k.backwardTo(gm, d, gk[j*dh:], w, nm, true)
+				hd.v.backwardTo(gm, d, gv[j*dh:], w, nm, true)
+			}
+			a.sc.put(gq, gk, gv)
 		}
-		for j, hd := range a.heads {
-			hd.k.backwardTo(gm, d, gk[j*dh:], w, nm, true)
-			hd.v.backwardTo(gm, d, gv[j*dh:], w, nm, true)
-		}
-		a.sc.put(gctx, gq, gk, gv, gp, p)
+		a.sc.put(gctx, gp, p)
 		a.sc.put(proj...)
 	}
 }

@@ -29,9 +29,19 @@ type packCache struct {
 }
 
 type packKey struct {
-	p unsafe.Pointer
-	n int
+	p    unsafe.Pointer
+	n    int
+	kind packKind
 }
+
+// packKind tells the packed forms of the same weights apart.
+type packKind uint8
+
+const (
+	packT        packKind = iota // one weight's transpose (x·Wᵀ)
+	packCatT                     // stacked weights' transpose (x·Wᵀ)
+	packCatPlain                 // stacked weights as they are (g·W)
+)
 
 type packEntry struct {
 	hash   uint64
@@ -97,7 +107,7 @@ func hashSerial[T float](s []T) uint64 {
 // packedT returns the packed Wᵀ of l (out×in, so op(B) is in×out), packing
 // it when the cache has no current copy.
 func packedT[T float](c *packCache, l *fLinear[T]) *gemm.Packed[T] {
-	key := packKey{unsafe.Pointer(&l.w[0]), len(l.w)}
+	key := packKey{unsafe.Pointer(&l.w[0]), len(l.w), packT}
 	h := l.weightHash()
 	c.mu.Lock()
 	e, ok := c.m[key]
@@ -116,27 +126,30 @@ func packedT[T float](c *packCache, l *fLinear[T]) *gemm.Packed[T] {
 	return p
 }
 
-// packedCatT returns the packed transpose of the parts' weights stacked
-// (rows of parts[0], then parts[1], …: one out×in weight with out the sum
-// of the parts' outputs), packing it when the cache has no current copy.
-// The parts share their input width. The stacked copy lives only while it
-// is packed.
-func packedCatT[T float](c *packCache, parts []*fLinear[T]) *gemm.Packed[T] {
+// packedCat returns the parts' weights stacked (rows of parts[0], then
+// parts[1], …: one out×in weight with out the sum of the parts' outputs)
+// and packed, transposed (op(B) = Wᵀ, for x·Wᵀ) or as it is (op(B) = W,
+// for g·W), packing it when the cache has no current copy. The parts
+// share their input width. The stacked copy lives only while it is
+// packed.
+func packedCat[T float](c *packCache, parts []*fLinear[T], trans bool) *gemm.Packed[T] {
 	in, out := parts[0].in, 0
 	h := uint64(len(parts))
 	for _, l := range parts {
 		out += l.out
 		h = (h ^ l.weightHash()) * 0x9e3779b97f4a7c15
 	}
-	// A stack is keyed by its first part's data and a length no single
-	// weight of that data has (its total, negated).
-	key := packKey{unsafe.Pointer(&parts[0].w[0]), -out * in}
+	kind, k, n := packCatT, in, out
+	if !trans {
+		kind, k, n = packCatPlain, out, in
+	}
+	key := packKey{unsafe.Pointer(&parts[0].w[0]), out * in, kind}
 	c.mu.Lock()
 	e, ok := c.m[key]
 	c.mu.Unlock()
 	if ok && e.hash == h {
 		if p, ok := e.packed.(*gemm.Packed[T]); ok {
-			if k, n := p.Dims(); k == in && n == out {
+			if pk, pn := p.Dims(); pk == k && pn == n {
 				return p
 			}
 		}
@@ -145,7 +158,7 @@ func packedCatT[T float](c *packCache, parts []*fLinear[T]) *gemm.Packed[T] {
 	for _, l := range parts {
 		w = append(w, l.w...)
 	}
-	p := gemm.PackB(true, in, out, w, in)
+	p := gemm.PackB(trans, k, n, w, in)
 	c.mu.Lock()
 	c.m[key] = packEntry{hash: h, packed: p}
 	c.mu.Unlock()
@@ -156,7 +169,7 @@ func packedCatT[T float](c *packCache, parts []*fLinear[T]) *gemm.Packed[T] {
 // weight from c (the stacked weight itself is not kept: only forwardTo
 // may be called on it).
 func catLinear[T float](c *packCache, parts []*fLinear[T]) fLinear[T] {
-	l := fLinear[T]{in: parts[0].in, pk: packedCatT(c, parts)}
+	l := fLinear[T]{in: parts[0].in, pk: packedCat(c, parts, true)}
 	for _, p := range parts {
 		l.b = append(l.b, p.b...)
 		l.out += p.out
@@ -199,7 +212,8 @@ func usePacks[T float](c *packCache, blocks []fBlock[T], steps ...[]fStep[T]) {
 			if b.cross {
 				a.qCat, a.kvCat = catLinear(c, qs), catLinear(c, kvs)
 			} else {
-				a.qkvCat = catLinear(c, append(qs, kvs...))
+				all := append(qs, kvs...)
+				a.qkvCat, a.qkvBack = catLinear(c, all), packedCat(c, all, false)
 			}
 			lin(&a.out)
 		}
