@@ -18,6 +18,14 @@ import (
 // position over vocabulary-sized vectors. It equals the mean of
 // losses.CrossEntropy over the columns to float rounding.
 func CrossEntropy(logits mat.Tensor, targets []int) (mat.Tensor, error) {
+	return crossEntropyIn(nil, logits, targets)
+}
+
+// crossEntropyIn is CrossEntropy for a Task's loss (cache non-nil): the
+// op takes its vocabulary-sized buffer from the Task's scratch and is
+// registered with the Task, which takes the buffer back when the Trainer
+// has finished the step.
+func crossEntropyIn(cache *packCache, logits mat.Tensor, targets []int) (mat.Tensor, error) {
 	v := logits.Value()
 	if rows.DType(v.(mat.Matrix)) == "" {
 		return nil, unsupportedf("logits of type %T: expected *mat.Dense[float32] or *mat.Dense[float64]", v)
@@ -35,7 +43,12 @@ func CrossEntropy(logits mat.Tensor, targets []int) (mat.Tensor, error) {
 		}
 	}
 	// The op keeps its own copy: the caller may reuse targets.
-	return ag.NewOperator(&crossEntropy{logits: logits, targets: append([]int(nil), targets...)}).Run(), nil
+	c := &crossEntropy{logits: logits, targets: append([]int(nil), targets...), cache: cache}
+	loss := ag.NewOperator(c).Run()
+	if cache != nil {
+		cache.pend(loss, c)
+	}
+	return loss, nil
 }
 
 // crossEntropy is the autograd function behind CrossEntropy. Its inputs are
@@ -52,6 +65,11 @@ type crossEntropy struct {
 	// memory beyond the gradient Backward needs anyway.
 	exps mat.Matrix
 	inv  []float64
+	// cache, for a Task's loss, is where exps comes from; the Task takes
+	// it back when the Trainer has finished the step (release).
+	cache *packCache
+	// handed is exps once Backward gave it to the logits as their gradient.
+	handed mat.Matrix
 }
 
 func (c *crossEntropy) Operands() []mat.Tensor { return []mat.Tensor{c.logits} }
@@ -64,7 +82,7 @@ func (c *crossEntropy) Forward() (mat.Tensor, error) {
 	var e32 []float32
 	var e64 []float64
 	if c.logits.RequiresGrad() {
-		c.exps = x.NewMatrix(mat.WithShape(r, n))
+		c.exps = c.newExps(x, r, n)
 		c.inv = make([]float64, n)
 		e32, e64, _ = rows.Floats(c.exps)
 	}
@@ -87,6 +105,7 @@ func (c *crossEntropy) Backward(gy mat.Tensor) error {
 	if c.exps != nil {
 		g := c.exps
 		c.exps = nil
+		c.handed = g
 		gf32, gf64, _ := rows.Floats(g)
 		if gf32 != nil {
 			crossEntropyBackwardExps(gf32, r, n, c.targets, c.inv, scale)
@@ -106,6 +125,58 @@ func (c *crossEntropy) Backward(gy mat.Tensor) error {
 	}
 	c.logits.AccGrad(handOver(g))
 	return nil
+}
+
+// newExps returns an r×n matrix like x for exps (every element is
+// written by Forward): from the Task's scratch when there is one.
+func (c *crossEntropy) newExps(x mat.Matrix, r, n int) mat.Matrix {
+	if c.cache != nil {
+		switch x.(type) {
+		case *mat.Dense[float32]:
+			return mat.NewDense[float32](mat.WithShape(r, n), mat.WithBacking(c.cache.bufs32.get(r*n)))
+		case *mat.Dense[float64]:
+			return mat.NewDense[float64](mat.WithShape(r, n), mat.WithBacking(c.cache.bufs64.get(r*n)))
+		}
+	}
+	return x.NewMatrix(mat.WithShape(r, n))
+}
+
+// release gives exps back to the Task's scratch, once the step is over:
+// either Backward never ran, or it handed exps to the logits node as its
+// gradient, which is then cleared (it is the step's, like the gradients
+// the Trainer clears on the model). When another gradient of the logits
+// took exps in by addition, the node's gradient is not exps and stays.
+func (c *crossEntropy) release() {
+	g := c.exps
+	c.exps = nil
+	if g == nil {
+		g, c.handed = c.handed, nil
+		if g == nil {
+			return
+		}
+		if sameData(c.logits.Grad(), g) {
+			c.logits.ZeroGrad()
+		}
+	}
+	switch d := g.(type) {
+	case *mat.Dense[float32]:
+		c.cache.bufs32.put(mat.Data[float32](d))
+	case *mat.Dense[float64]:
+		c.cache.bufs64.put(mat.Data[float64](d))
+	}
+}
+
+// sameData reports whether a and b are dense matrices on one buffer.
+func sameData(a mat.Tensor, b mat.Matrix) bool {
+	switch bd := b.(type) {
+	case *mat.Dense[float32]:
+		ad, ok := a.(*mat.Dense[float32])
+		return ok && ad != nil && same(mat.Data[float32](ad), mat.Data[float32](bd))
+	case *mat.Dense[float64]:
+		ad, ok := a.(*mat.Dense[float64])
+		return ok && ad != nil && same(mat.Data[float64](ad), mat.Data[float64](bd))
+	}
+	return false
 }
 
 // crossEntropyForward returns the mean loss over the n columns of the

@@ -98,7 +98,7 @@ func maskedLMLoss(model *bert.ModelForMaskedLM, batch []MaskedExample, logits Lo
 		}
 	}
 	if h := fusedMaskedLM(f, model, inputs, positions, cache); h != nil {
-		return lossOfMatrix(logits, h, targets)
+		return lossOfMatrixIn(cache, logits, h, targets)
 	}
 	g := newGraph()
 	var hidden []mat.Tensor
@@ -221,7 +221,7 @@ func conditionalGenerationLoss(model *bart.ModelForConditionalGeneration, batch 
 		targets = append(targets, ex.Target...)
 	}
 	if h := fusedSeq2Seq(f, s, sources, decoderInputs, cache); h != nil {
-		return lossOfMatrix(logits, h, targets)
+		return lossOfMatrixIn(cache, logits, h, targets)
 	}
 	g := newGraph()
 	var hidden []mat.Tensor
@@ -275,9 +275,15 @@ func lossOf(logits LogitsFunc, hidden []mat.Tensor, targets []int) (mat.Tensor, 
 // lossOfMatrix is lossOf for hidden states already arranged as the
 // columns of one dim×n matrix.
 func lossOfMatrix(logits LogitsFunc, h mat.Tensor, targets []int) (mat.Tensor, error) {
+	return lossOfMatrixIn(nil, logits, h, targets)
+}
+
+// lossOfMatrixIn is lossOfMatrix for a Task's loss (cache non-nil: see
+// crossEntropyIn).
+func lossOfMatrixIn(cache *packCache, logits LogitsFunc, h mat.Tensor, targets []int) (mat.Tensor, error) {
 	out := logits(h)
 	if out == nil {
 		return nil, fmt.Errorf("finetune: LogitsFunc returned nil")
 	}
-	return CrossEntropy(out, targets)
+	return crossEntropyIn(cache, out, targets)
 }

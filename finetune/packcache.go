@@ -26,6 +26,9 @@ type packCache struct {
 	// The Task's reusable step buffers (scratch.go), per dtype.
 	bufs32 scratch[float32]
 	bufs64 scratch[float64]
+	// The Task's losses whose step is not finished (scratch.go).
+	pendMu  sync.Mutex
+	pending []pendingLoss
 }
 
 type packKey struct {

@@ -29,6 +29,10 @@ import (
 	"math/bits"
 	"sync"
 	"unsafe"
+	"weak"
+
+	"github.com/nlpodyssey/spago/ag"
+	"github.com/nlpodyssey/spago/mat"
 )
 
 // scratch is a free list of []T buffers by size class, safe for
@@ -188,4 +192,65 @@ func within[T float](a, b []T) bool {
 	lo := uintptr(unsafe.Pointer(unsafe.SliceData(a)))
 	p := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
 	return p >= lo && p < lo+uintptr(cap(a))*unsafe.Sizeof(a[0])
+}
+
+// A Task's loss takes the vocabulary-sized cross-entropy buffer from the
+// scratch too, but hands it to spago as the logits' gradient: it is free
+// again only when the step is over. The Trainer says so (Task.finish);
+// until then the Task remembers the loss nodes and their cross-entropy ops
+// by weak pointers, so a loss that is never finished (Task.Loss called
+// directly) keeps nothing alive and its buffer goes to the GC.
+
+// pendingLoss is a loss node of the Task not finished yet.
+type pendingLoss struct {
+	loss weak.Pointer[ag.Operator]
+	ce   weak.Pointer[crossEntropy]
+}
+
+// maxPending bounds the losses a Task remembers (steps running at once);
+// beyond it the oldest is forgotten (its buffer goes to the GC).
+const maxPending = 8
+
+// pend remembers loss (c's node) until finish.
+func (c *packCache) pend(loss mat.Tensor, ce *crossEntropy) {
+	op, ok := loss.(*ag.Operator)
+	if !ok {
+		return
+	}
+	c.pendMu.Lock()
+	defer c.pendMu.Unlock()
+	live := c.pending[:0]
+	for _, p := range c.pending {
+		if p.loss.Value() != nil {
+			live = append(live, p)
+		}
+	}
+	clear(c.pending[len(live):])
+	c.pending = live
+	if len(c.pending) >= maxPending {
+		c.pending = append(c.pending[:0], c.pending[1:]...)
+	}
+	c.pending = append(c.pending, pendingLoss{loss: weak.Make(op), ce: weak.Make(ce)})
+}
+
+// finish takes back the buffers of loss, a loss of the Task whose step is
+// over (backward, update and gradient clean-up done, or failed).
+func (c *packCache) finish(loss mat.Tensor) {
+	op, ok := loss.(*ag.Operator)
+	if !ok || c == nil {
+		return
+	}
+	var ce *crossEntropy
+	c.pendMu.Lock()
+	for i, p := range c.pending {
+		if p.loss.Value() == op {
+			ce = p.ce.Value()
+			c.pending = append(c.pending[:i], c.pending[i+1:]...)
+			break
+		}
+	}
+	c.pendMu.Unlock()
+	if ce != nil {
+		ce.release()
+	}
 }

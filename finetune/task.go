@@ -21,6 +21,10 @@ type Task struct {
 	// those of the params it steps), including the gradient index of every
 	// embedding table, which spago would otherwise let grow.
 	Model nn.Model
+
+	// finish, if set, is called by the Trainer with the loss of a step
+	// once the step is over (its buffers can be reused: scratch.go).
+	finish func(loss mat.Tensor)
 }
 
 // MaskedLMTask returns the Task of MaskedLMLoss over examples. Every
@@ -38,7 +42,7 @@ func MaskedLMTask(model *bert.ModelForMaskedLM, examples []MaskedExample, logits
 	cache := newPackCache() // frozen weights packed once for all steps
 	return &Task{Size: len(examples), Model: model, Loss: func(batch []int) (mat.Tensor, error) {
 		return maskedLMLoss(model, pick(examples, batch), logits, f, cache)
-	}}, nil
+	}, finish: cache.finish}, nil
 }
 
 // SequenceClassificationTask returns the Task of SequenceClassificationLoss
@@ -69,7 +73,7 @@ func ConditionalGenerationTask(model *bart.ModelForConditionalGeneration, exampl
 	cache := newPackCache() // frozen weights packed once for all steps
 	return &Task{Size: len(examples), Model: model, Loss: func(batch []int) (mat.Tensor, error) {
 		return conditionalGenerationLoss(model, pick(examples, batch), logits, f, cache)
-	}}, nil
+	}, finish: cache.finish}, nil
 }
 
 // pick returns the examples at the batch's indices.

@@ -398,6 +398,9 @@ func (t *Trainer) step(task *Task, batch []int, epoch int, cleaner *gradCleaner)
 	if err != nil {
 		return info, fmt.Errorf("finetune: step %d: %w", info.Step, err)
 	}
+	if task.finish != nil {
+		defer task.finish(loss) // the step's buffers are free when it returns
+	}
 	if loss == nil || loss.Value().Size() != 1 {
 		return info, fmt.Errorf("finetune: step %d: the loss is not a scalar", info.Step)
 	}
