@@ -39,9 +39,9 @@ type path struct {
 	// k32 is C[0:mr, 0:nr] += A·B over kb steps, operands laid out as
 	// kernelGo's; nil for the portable Go kernel.
 	k32 func(kb int, ap *float32, sp, si int, bp *float32, sb int, c *float32, ldc int)
-	// k32h, if not nil, is k32 for the first nr/2 columns only: the
-	// ragged last column panel at half the work when it is that narrow.
-	k32h func(kb int, ap *float32, sp, si int, bp *float32, sb int, c *float32, ldc int)
+	// k32e, if not nil, is k32 for an edge tile: it reads and writes only
+	// C[0:h, 0:w] (1 ≤ h ≤ mr, 1 ≤ w ≤ nr), so edges need no staging tile.
+	k32e func(kb int, ap *float32, sp, si int, bp *float32, sb int, c *float32, ldc int, h, w int)
 	// packA, if not nil, is packA for mr full rows of a row-major A and
 	// 16n columns: dst[p*mr+i] = a[i*lda+p] (float32 only).
 	packA func(n int, a *float32, lda int, dst *float32)
@@ -297,13 +297,12 @@ func macro[T Float](pa *path, mb, nb, kb int, aPanel, bPanel func(int) opnd[T], 
 				kernel(pa, kb, ap, bp, ct, ldc)
 				continue
 			}
+			if pa.k32e != nil && kernelEdge(pa, kb, ap, bp, ct, ldc, h, w) {
+				continue
+			}
 			t := buf.tile[:mr*nr]
 			clear(t)
-			if _, f32 := any(t).([]float32); f32 && w <= nr/2 && pa.k32h != nil {
-				kernelHalf(pa, kb, ap, bp, t, nr)
-			} else {
-				kernel(pa, kb, ap, bp, t, nr)
-			}
+			kernel(pa, kb, ap, bp, t, nr)
 			for i := 0; i < h; i++ {
 				dst := ct[i*ldc : i*ldc+w]
 				for j := range dst {
@@ -331,14 +330,20 @@ func kernel[T Float](pa *path, kb int, ap, bp opnd[T], c []T, ldc int) {
 	kernelGo(mr, nr, kb, ap, bp, c, ldc)
 }
 
-// kernelHalf is kernel for the first nr/2 columns (float32, k32h set).
-func kernelHalf[T Float](pa *path, kb int, ap, bp opnd[T], c []T, ldc int) {
-	mr, nr := pa.mr, pa.nr/2
-	_ = ap.d[ap.need(mr, kb)-1]
+// kernelEdge is kernel for the h×w top-left corner of the tile at c, by
+// pa.k32e; it returns false, doing nothing, for float64.
+func kernelEdge[T Float](pa *path, kb int, ap, bp opnd[T], c []T, ldc, h, w int) bool {
+	a32, ok := any(ap.d).([]float32)
+	if !ok {
+		return false
+	}
+	mr, nr := pa.mr, pa.nr
+	_ = a32[ap.need(mr, kb)-1]
 	_ = bp.d[bp.need(1, kb)+nr-2]
-	_ = c[(mr-1)*ldc+nr-1]
-	a32, b32, c32 := any(ap.d).([]float32), any(bp.d).([]float32), any(c).([]float32)
-	pa.k32h(kb, &a32[0], ap.sp, ap.si, &b32[0], bp.sp, &c32[0], ldc)
+	_ = c[(h-1)*ldc+w-1]
+	b32, c32 := any(bp.d).([]float32), any(c).([]float32)
+	pa.k32e(kb, &a32[0], ap.sp, ap.si, &b32[0], bp.sp, &c32[0], ldc, h, w)
+	return true
 }
 
 // kernelGo is the portable micro-kernel: 2×4 register tiles, each summed

@@ -99,6 +99,68 @@ store256:
 	VZEROUPPER
 	RET
 
+// K512ZERO clears the 24 accumulators of kernel512 and kernel512e.
+#define K512ZERO \
+	VPXORD Z0, Z0, Z0; \
+	VPXORD Z1, Z1, Z1; \
+	VPXORD Z2, Z2, Z2; \
+	VPXORD Z3, Z3, Z3; \
+	VPXORD Z4, Z4, Z4; \
+	VPXORD Z5, Z5, Z5; \
+	VPXORD Z6, Z6, Z6; \
+	VPXORD Z7, Z7, Z7; \
+	VPXORD Z8, Z8, Z8; \
+	VPXORD Z9, Z9, Z9; \
+	VPXORD Z10, Z10, Z10; \
+	VPXORD Z11, Z11, Z11; \
+	VPXORD Z12, Z12, Z12; \
+	VPXORD Z13, Z13, Z13; \
+	VPXORD Z14, Z14, Z14; \
+	VPXORD Z15, Z15, Z15; \
+	VPXORD Z16, Z16, Z16; \
+	VPXORD Z17, Z17, Z17; \
+	VPXORD Z18, Z18, Z18; \
+	VPXORD Z19, Z19, Z19; \
+	VPXORD Z20, Z20, Z20; \
+	VPXORD Z21, Z21, Z21; \
+	VPXORD Z22, Z22, Z22; \
+	VPXORD Z23, Z23, Z23
+
+// K512STEP is one step p of kernel512 and kernel512e: two loads of B,
+// 24 fused multiply-adds with A broadcast from memory, pointers advanced.
+#define K512STEP \
+	VMOVUPS (DI), Z24; \
+	VMOVUPS 64(DI), Z25; \
+	VFMADD231PS.BCST (R10), Z24, Z0; \
+	VFMADD231PS.BCST (R10), Z25, Z1; \
+	VFMADD231PS.BCST (R10)(R12*1), Z24, Z2; \
+	VFMADD231PS.BCST (R10)(R12*1), Z25, Z3; \
+	VFMADD231PS.BCST (R10)(R12*2), Z24, Z4; \
+	VFMADD231PS.BCST (R10)(R12*2), Z25, Z5; \
+	VFMADD231PS.BCST (R11), Z24, Z6; \
+	VFMADD231PS.BCST (R11), Z25, Z7; \
+	VFMADD231PS.BCST (R11)(R12*1), Z24, Z8; \
+	VFMADD231PS.BCST (R11)(R12*1), Z25, Z9; \
+	VFMADD231PS.BCST (R11)(R12*2), Z24, Z10; \
+	VFMADD231PS.BCST (R11)(R12*2), Z25, Z11; \
+	VFMADD231PS.BCST (R13), Z24, Z12; \
+	VFMADD231PS.BCST (R13), Z25, Z13; \
+	VFMADD231PS.BCST (R13)(R12*1), Z24, Z14; \
+	VFMADD231PS.BCST (R13)(R12*1), Z25, Z15; \
+	VFMADD231PS.BCST (R13)(R12*2), Z24, Z16; \
+	VFMADD231PS.BCST (R13)(R12*2), Z25, Z17; \
+	VFMADD231PS.BCST (R14), Z24, Z18; \
+	VFMADD231PS.BCST (R14), Z25, Z19; \
+	VFMADD231PS.BCST (R14)(R12*1), Z24, Z20; \
+	VFMADD231PS.BCST (R14)(R12*1), Z25, Z21; \
+	VFMADD231PS.BCST (R14)(R12*2), Z24, Z22; \
+	VFMADD231PS.BCST (R14)(R12*2), Z25, Z23; \
+	ADDQ R9, R10; \
+	ADDQ R9, R11; \
+	ADDQ R9, R13; \
+	ADDQ R9, R14; \
+	ADDQ BX, DI
+
 // func kernel512(kb int, ap *float32, sp, si int, bp *float32, sb int, c *float32, ldc int)
 //
 // C[0:12, 0:32] += sum over p < kb of A(i, p) * B(p, j), where A(i, p) is
@@ -126,66 +188,13 @@ TEXT ·kernel512(SB), NOSPLIT, $0-64
 	LEAQ (R11)(AX*1), R13
 	LEAQ (R13)(AX*1), R14
 
-	VPXORD Z0, Z0, Z0
-	VPXORD Z1, Z1, Z1
-	VPXORD Z2, Z2, Z2
-	VPXORD Z3, Z3, Z3
-	VPXORD Z4, Z4, Z4
-	VPXORD Z5, Z5, Z5
-	VPXORD Z6, Z6, Z6
-	VPXORD Z7, Z7, Z7
-	VPXORD Z8, Z8, Z8
-	VPXORD Z9, Z9, Z9
-	VPXORD Z10, Z10, Z10
-	VPXORD Z11, Z11, Z11
-	VPXORD Z12, Z12, Z12
-	VPXORD Z13, Z13, Z13
-	VPXORD Z14, Z14, Z14
-	VPXORD Z15, Z15, Z15
-	VPXORD Z16, Z16, Z16
-	VPXORD Z17, Z17, Z17
-	VPXORD Z18, Z18, Z18
-	VPXORD Z19, Z19, Z19
-	VPXORD Z20, Z20, Z20
-	VPXORD Z21, Z21, Z21
-	VPXORD Z22, Z22, Z22
-	VPXORD Z23, Z23, Z23
+	K512ZERO
 
 	TESTQ CX, CX
 	JE    store512
 
 loop512:
-	VMOVUPS (DI), Z24
-	VMOVUPS 64(DI), Z25
-	VFMADD231PS.BCST (R10), Z24, Z0
-	VFMADD231PS.BCST (R10), Z25, Z1
-	VFMADD231PS.BCST (R10)(R12*1), Z24, Z2
-	VFMADD231PS.BCST (R10)(R12*1), Z25, Z3
-	VFMADD231PS.BCST (R10)(R12*2), Z24, Z4
-	VFMADD231PS.BCST (R10)(R12*2), Z25, Z5
-	VFMADD231PS.BCST (R11), Z24, Z6
-	VFMADD231PS.BCST (R11), Z25, Z7
-	VFMADD231PS.BCST (R11)(R12*1), Z24, Z8
-	VFMADD231PS.BCST (R11)(R12*1), Z25, Z9
-	VFMADD231PS.BCST (R11)(R12*2), Z24, Z10
-	VFMADD231PS.BCST (R11)(R12*2), Z25, Z11
-	VFMADD231PS.BCST (R13), Z24, Z12
-	VFMADD231PS.BCST (R13), Z25, Z13
-	VFMADD231PS.BCST (R13)(R12*1), Z24, Z14
-	VFMADD231PS.BCST (R13)(R12*1), Z25, Z15
-	VFMADD231PS.BCST (R13)(R12*2), Z24, Z16
-	VFMADD231PS.BCST (R13)(R12*2), Z25, Z17
-	VFMADD231PS.BCST (R14), Z24, Z18
-	VFMADD231PS.BCST (R14), Z25, Z19
-	VFMADD231PS.BCST (R14)(R12*1), Z24, Z20
-	VFMADD231PS.BCST (R14)(R12*1), Z25, Z21
-	VFMADD231PS.BCST (R14)(R12*2), Z24, Z22
-	VFMADD231PS.BCST (R14)(R12*2), Z25, Z23
-	ADDQ R9, R10
-	ADDQ R9, R11
-	ADDQ R9, R13
-	ADDQ R9, R14
-	ADDQ BX, DI
+	K512STEP
 	DECQ CX
 	JNE  loop512
 
@@ -252,11 +261,25 @@ store512:
 	VZEROUPPER
 	RET
 
-// func kernel512h(kb int, ap *float32, sp, si int, bp *float32, sb int, c *float32, ldc int)
+
+// MROW adds a row pair of accumulators into C under the column masks K1
+// (columns 0–15) and K2 (16–31), then moves to the next row; after h rows
+// it jumps to done. Masked-off columns of C are neither read nor written.
+#define MROW(za, zb, done) \
+	VADDPS  (DX), za, K1, za; \
+	VADDPS  64(DX), zb, K2, zb; \
+	VMOVUPS za, K1, (DX); \
+	VMOVUPS zb, K2, 64(DX); \
+	ADDQ    R8, DX; \
+	DECQ    SI; \
+	JZ      done
+
+// func kernel512e(kb int, ap *float32, sp, si int, bp *float32, sb int, c *float32, ldc int, h, m0, m1 int)
 //
-// kernel512 for a 12×16 tile (the ragged last column panel when at most
-// 16 columns remain): one ZMM accumulator per row, one load of B per step.
-TEXT ·kernel512h(SB), NOSPLIT, $0-64
+// kernel512 for an edge tile: only rows 0..h-1 (1 ≤ h ≤ 12) and the
+// columns set in the masks m0 (columns 0–15) and m1 (16–31) of C are read
+// and written; A and B are read as by kernel512 (padded panels).
+TEXT ·kernel512e(SB), NOSPLIT, $0-88
 	MOVQ kb+0(FP), CX
 	MOVQ ap+8(FP), R10
 	MOVQ sp+16(FP), R9
@@ -269,6 +292,72 @@ TEXT ·kernel512h(SB), NOSPLIT, $0-64
 	MOVQ c+48(FP), DX
 	MOVQ ldc+56(FP), R8
 	SHLQ $2, R8
+	MOVQ h+64(FP), SI
+	MOVQ m0+72(FP), AX
+	KMOVW AX, K1
+	MOVQ m1+80(FP), AX
+	KMOVW AX, K2
+	LEAQ (R12)(R12*2), AX
+	LEAQ (R10)(AX*1), R11
+	LEAQ (R11)(AX*1), R13
+	LEAQ (R13)(AX*1), R14
+
+	K512ZERO
+
+	TESTQ CX, CX
+	JE    store512e
+
+loop512e:
+	K512STEP
+	DECQ CX
+	JNE  loop512e
+
+store512e:
+	MROW(Z0, Z1, done512e)
+	MROW(Z2, Z3, done512e)
+	MROW(Z4, Z5, done512e)
+	MROW(Z6, Z7, done512e)
+	MROW(Z8, Z9, done512e)
+	MROW(Z10, Z11, done512e)
+	MROW(Z12, Z13, done512e)
+	MROW(Z14, Z15, done512e)
+	MROW(Z16, Z17, done512e)
+	MROW(Z18, Z19, done512e)
+	MROW(Z20, Z21, done512e)
+	MROW(Z22, Z23, done512e)
+
+done512e:
+	VZEROUPPER
+	RET
+
+// HROW is MROW for kernel512he's one accumulator per row (mask K1).
+#define HROW(za, done) \
+	VADDPS  (DX), za, K1, za; \
+	VMOVUPS za, K1, (DX); \
+	ADDQ    R8, DX; \
+	DECQ    SI; \
+	JZ      done
+
+// func kernel512he(kb int, ap *float32, sp, si int, bp *float32, sb int, c *float32, ldc int, h, m0 int)
+//
+// kernel512e for an edge tile of at most 16 columns (mask m0): one ZMM
+// accumulator per row, one load of B per step, half kernel512e's work.
+TEXT ·kernel512he(SB), NOSPLIT, $0-80
+	MOVQ kb+0(FP), CX
+	MOVQ ap+8(FP), R10
+	MOVQ sp+16(FP), R9
+	SHLQ $2, R9
+	MOVQ si+24(FP), R12
+	SHLQ $2, R12
+	MOVQ bp+32(FP), DI
+	MOVQ sb+40(FP), BX
+	SHLQ $2, BX
+	MOVQ c+48(FP), DX
+	MOVQ ldc+56(FP), R8
+	SHLQ $2, R8
+	MOVQ h+64(FP), SI
+	MOVQ m0+72(FP), AX
+	KMOVW AX, K1
 	LEAQ (R12)(R12*2), AX
 	LEAQ (R10)(AX*1), R11
 	LEAQ (R11)(AX*1), R13
@@ -288,9 +377,9 @@ TEXT ·kernel512h(SB), NOSPLIT, $0-64
 	VPXORD Z11, Z11, Z11
 
 	TESTQ CX, CX
-	JE    store512h
+	JE    store512he
 
-loop512h:
+loop512he:
 	VMOVUPS (DI), Z24
 	VFMADD231PS.BCST (R10), Z24, Z0
 	VFMADD231PS.BCST (R10)(R12*1), Z24, Z1
@@ -310,43 +399,22 @@ loop512h:
 	ADDQ R9, R14
 	ADDQ BX, DI
 	DECQ CX
-	JNE  loop512h
+	JNE  loop512he
 
-store512h:
-	VADDPS  (DX), Z0, Z0
-	VMOVUPS Z0, (DX)
-	ADDQ    R8, DX
-	VADDPS  (DX), Z1, Z1
-	VMOVUPS Z1, (DX)
-	ADDQ    R8, DX
-	VADDPS  (DX), Z2, Z2
-	VMOVUPS Z2, (DX)
-	ADDQ    R8, DX
-	VADDPS  (DX), Z3, Z3
-	VMOVUPS Z3, (DX)
-	ADDQ    R8, DX
-	VADDPS  (DX), Z4, Z4
-	VMOVUPS Z4, (DX)
-	ADDQ    R8, DX
-	VADDPS  (DX), Z5, Z5
-	VMOVUPS Z5, (DX)
-	ADDQ    R8, DX
-	VADDPS  (DX), Z6, Z6
-	VMOVUPS Z6, (DX)
-	ADDQ    R8, DX
-	VADDPS  (DX), Z7, Z7
-	VMOVUPS Z7, (DX)
-	ADDQ    R8, DX
-	VADDPS  (DX), Z8, Z8
-	VMOVUPS Z8, (DX)
-	ADDQ    R8, DX
-	VADDPS  (DX), Z9, Z9
-	VMOVUPS Z9, (DX)
-	ADDQ    R8, DX
-	VADDPS  (DX), Z10, Z10
-	VMOVUPS Z10, (DX)
-	ADDQ    R8, DX
-	VADDPS  (DX), Z11, Z11
-	VMOVUPS Z11, (DX)
+store512he:
+	HROW(Z0, done512he)
+	HROW(Z1, done512he)
+	HROW(Z2, done512he)
+	HROW(Z3, done512he)
+	HROW(Z4, done512he)
+	HROW(Z5, done512he)
+	HROW(Z6, done512he)
+	HROW(Z7, done512he)
+	HROW(Z8, done512he)
+	HROW(Z9, done512he)
+	HROW(Z10, done512he)
+	HROW(Z11, done512he)
+
+done512he:
 	VZEROUPPER
 	RET

@@ -47,7 +47,7 @@ func randSlice[T Float](rng *rand.Rand, n int) []T {
 
 func checkShapes[T Float](t *testing.T, tol float64) {
 	rng := rand.New(rand.NewPCG(1, 2))
-	shapes := [][3]int{{1, 1, 1}, {5, 7, 3}, {6, 16, 256}, {12, 32, 256}, {13, 33, 300}, {25, 65, 513}, {97, 130, 70}, {200, 1100, 9}, {64, 64, 64}, {300, 200, 520}}
+	shapes := [][3]int{{1, 1, 1}, {5, 7, 3}, {6, 16, 256}, {12, 32, 256}, {13, 33, 300}, {25, 65, 513}, {97, 130, 70}, {200, 1100, 9}, {64, 64, 64}, {300, 200, 520}, {23, 250, 40}, {110, 80, 300}}
 	for _, s := range shapes {
 		m, n, k := s[0], s[1], s[2]
 		for _, ta := range []bool{false, true} {
@@ -70,15 +70,23 @@ func checkShapes[T Float](t *testing.T, tol float64) {
 					a := randSlice[T](rng, rowsA*lda)
 					b := randSlice[T](rng, rowsB*ldb)
 					ldc := n + 4
-					c := randSlice[T](rng, m*ldc)
+					// Two rows past C's last: the kernels must not touch
+					// them nor the columns past n. These cells hold -0,
+					// which even adding a zero product would turn into +0.
+					c := randSlice[T](rng, (m+2)*ldc)
+					for i := range c {
+						if i >= m*ldc || i%ldc >= n {
+							c[i] = T(math.Copysign(0, -1))
+						}
+					}
 					c0 := append([]T(nil), c...)
-					Gemm(ta, tb, m, n, k, a, lda, b, ldb, c, ldc, acc)
+					Gemm(ta, tb, m, n, k, a, lda, b, ldb, c[:m*ldc], ldc, acc)
 					want := naive(ta, tb, m, n, k, a, lda, b, ldb)
-					for i := 0; i < m; i++ {
+					for i := 0; i < m+2; i++ {
 						for j := 0; j < ldc; j++ {
 							got := float64(c[i*ldc+j])
-							if j >= n {
-								if c[i*ldc+j] != c0[i*ldc+j] {
+							if i >= m || j >= n {
+								if !math.Signbit(float64(c[i*ldc+j])) || c[i*ldc+j] != 0 {
 									t.Fatalf("%v: wrote outside C at (%d,%d)", s, i, j)
 								}
 								continue

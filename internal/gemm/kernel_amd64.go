@@ -9,7 +9,7 @@ import "golang.org/x/sys/cpu"
 func supported() []*path {
 	var ps []*path
 	if cpu.X86.HasAVX512F {
-		ps = append(ps, &path{name: "avx512", mr: 12, nr: 32, k32: kernel512, k32h: kernel512h, packA: packA12, packBT: packB32})
+		ps = append(ps, &path{name: "avx512", mr: 12, nr: 32, k32: kernel512, k32e: edge512, packA: packA12, packBT: packB32})
 	}
 	if cpu.X86.HasAVX2 && cpu.X86.HasFMA {
 		ps = append(ps, &path{name: "avx2", mr: 6, nr: 16, k32: kernel256})
@@ -28,10 +28,26 @@ func kernel512(kb int, ap *float32, sp, si int, bp *float32, sb int, c *float32,
 //go:noescape
 func kernel256(kb int, ap *float32, sp, si int, bp *float32, sb int, c *float32, ldc int)
 
-// kernel512h is the 12×16 edge kernel (gemm_amd64.s).
+// edge512 is kernel512 for the h×w corner of a tile: kernel512he when
+// w ≤ 16 (half the work), else kernel512e, with column masks.
+func edge512(kb int, ap *float32, sp, si int, bp *float32, sb int, c *float32, ldc int, h, w int) {
+	if w <= 16 {
+		kernel512he(kb, ap, sp, si, bp, sb, c, ldc, h, 1<<w-1)
+		return
+	}
+	kernel512e(kb, ap, sp, si, bp, sb, c, ldc, h, 1<<16-1, 1<<(w-16)-1)
+}
+
+// kernel512e is kernel512 for rows 0..h-1 and the columns set in the
+// masks m0 (0–15) and m1 (16–31) of C (gemm_amd64.s).
 //
 //go:noescape
-func kernel512h(kb int, ap *float32, sp, si int, bp *float32, sb int, c *float32, ldc int)
+func kernel512e(kb int, ap *float32, sp, si int, bp *float32, sb int, c *float32, ldc int, h, m0, m1 int)
+
+// kernel512he is kernel512e for at most 16 columns (gemm_amd64.s).
+//
+//go:noescape
+func kernel512he(kb int, ap *float32, sp, si int, bp *float32, sb int, c *float32, ldc int, h, m0 int)
 
 // packA12 packs 12 rows of a row-major A, 16n columns, into the panel
 // kernel512 reads (pack_amd64.s).
