@@ -166,29 +166,26 @@ func (ln fNorm[T]) forward(x []T, n int, train bool) ([]T, backFn[T]) {
 	parFor(n, 16, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
 			row := x[i*d : (i+1)*d]
-			var sum T
-			for _, v := range row {
-				sum += v
-			}
-			mean := sum / T(d)
-			var sq T
-			for _, v := range row {
-				dv := v - mean
-				sq += dv * dv
-			}
-			std := T(math.Sqrt(float64(sq/T(d) + ln.eps)))
+			mean := sum4(row) / T(d)
+			std := T(math.Sqrt(float64(sqDev4(row, mean)/T(d) + ln.eps)))
 			inv := 1 / std
 			out := y[i*d : (i+1)*d]
+			w, b := ln.w[:len(row)], ln.b[:len(row)]
+			out = out[:len(row)]
+			if xhat == nil {
+				for j, v := range row {
+					out[j] = (v-mean)*inv*w[j] + b[j]
+				}
+				continue
+			}
+			xh := xhat[i*d : (i+1)*d]
+			xh = xh[:len(row)]
 			for j, v := range row {
 				h := (v - mean) * inv
-				out[j] = h*ln.w[j] + ln.b[j]
-				if xhat != nil {
-					xhat[i*d+j] = h
-				}
+				out[j] = h*w[j] + b[j]
+				xh[j] = h
 			}
-			if rstd != nil {
-				rstd[i] = inv
-			}
+			rstd[i] = inv
 		}
 	})
 	if !train {
@@ -599,22 +596,64 @@ func rowsOf(ss []span) int {
 // softmaxRow replaces row by softmax(scale·row), as spago's Softmax of
 // the scaled scores.
 func softmaxRow[T float](row []T, scale T) {
-	hi := T(math.Inf(-1))
-	for i := range row {
-		row[i] *= scale
-		hi = max(hi, row[i])
+	h0, h1 := T(math.Inf(-1)), T(math.Inf(-1))
+	i := 0
+	for ; i+2 <= len(row); i += 2 {
+		q := row[i : i+2 : i+2]
+		q[0] *= scale
+		q[1] *= scale
+		h0, h1 = max(h0, q[0]), max(h1, q[1])
 	}
+	for ; i < len(row); i++ {
+		row[i] *= scale
+		h0 = max(h0, row[i])
+	}
+	hi := max(h0, h1)
 	for i := range row {
 		row[i] -= hi
 	}
 	expInPlace(row)
-	var sum T
-	for _, e := range row {
-		sum += e
-	}
+	inv := 1 / sum4(row)
 	for i := range row {
-		row[i] /= sum
+		row[i] *= inv
 	}
+}
+
+// sum4 is the sum of s in four interleaved partial sums (the additions
+// are independent, not one chain).
+func sum4[T float](s []T) T {
+	var a, b, c, d T
+	i := 0
+	for ; i+4 <= len(s); i += 4 {
+		q := s[i : i+4 : i+4]
+		a += q[0]
+		b += q[1]
+		c += q[2]
+		d += q[3]
+	}
+	for ; i < len(s); i++ {
+		a += s[i]
+	}
+	return (a + b) + (c + d)
+}
+
+// sqDev4 is the sum of (v − mean)² over s, as sum4.
+func sqDev4[T float](s []T, mean T) T {
+	var a, b, c, d T
+	i := 0
+	for ; i+4 <= len(s); i += 4 {
+		q := s[i : i+4 : i+4]
+		d0, d1, d2, d3 := q[0]-mean, q[1]-mean, q[2]-mean, q[3]-mean
+		a += d0 * d0
+		b += d1 * d1
+		c += d2 * d2
+		d += d3 * d3
+	}
+	for ; i < len(s); i++ {
+		dv := s[i] - mean
+		a += dv * dv
+	}
+	return (a + b) + (c + d)
 }
 
 // softmaxBackwardRow turns g, the gradient of probabilities p, into the

@@ -283,6 +283,7 @@ func predictMaskedLM[T float](m *bert.ModelForMaskedLM, dec *linear.Model, input
 		return nil, unsupportedf("BERT model has a module or dtype the fused forward does not support")
 	}
 	f.usePacks(cache)
+	f.useScratch(scratchOf[T](cache)) // intermediates reused across calls
 	head, ok := newFLinear[T](inference, dec)
 	if !ok || head.in != f.dim {
 		return nil, unsupportedf("masked-LM output layer does not match the hidden size %d", f.dim)
@@ -446,6 +447,7 @@ func classifySequences[T float](m *bert.ModelForSequenceClassification, inputs [
 		return nil, unsupportedf("BERT pooler or classifier is not supported by the fused forward")
 	}
 	f.usePacks(cache)
+	f.useScratch(scratchOf[T](cache)) // intermediates reused across calls
 	usePacks(cache, nil, pool)
 	if cache != nil {
 		cls.pk = packedT(cache, &cls)

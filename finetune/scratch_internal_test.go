@@ -251,3 +251,57 @@ func TestScratchTrainerStepsBitIdentical(t *testing.T) {
 		assert.False(t, y.HasGrad(), "step %d: the logits' gradient is cleared", i)
 	}
 }
+
+// A Predictor's inference reuses its scratch between calls: with every
+// buffer poisoned (NaN) when given back, the predictions equal those of the
+// functions (no scratch) call after call, earlier results stay as they
+// were (nothing returned to the caller is a scratch buffer), and calls
+// from several goroutines at once agree.
+func TestPredictorScratch(t *testing.T) {
+	m, batch, _ := scratchBatch(t)
+	inputs := make([]SequenceInput, len(batch))
+	for i, ex := range batch {
+		inputs[i] = SequenceInput{Tokens: ex.Tokens}
+	}
+	want, err := PredictMaskedLM(m, inputs)
+	require.NoError(t, err)
+	logits := func(ps []MaskedLMPrediction) [][]float64 {
+		var out [][]float64
+		for _, p := range ps {
+			out = append(out, p.Logits.Data().F64())
+		}
+		return out
+	}
+	p := NewPredictor()
+	p.cache.bufs32.poison = true
+	first, err := p.PredictMaskedLM(m, inputs)
+	require.NoError(t, err)
+	snapshot := logits(first)
+	for range 3 {
+		got, err := p.PredictMaskedLM(m, inputs)
+		require.NoError(t, err)
+		assert.Equal(t, logits(want), logits(got))
+	}
+	assert.Equal(t, snapshot, logits(first), "an earlier result was overwritten")
+	kept := 0
+	for _, l := range p.cache.bufs32.free {
+		kept += len(l)
+	}
+	assert.Positive(t, kept, "the scratch was used")
+
+	var wg sync.WaitGroup
+	for range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 3 {
+				got, err := p.PredictMaskedLM(m, inputs)
+				if !assert.NoError(t, err) {
+					return
+				}
+				assert.Equal(t, logits(want), logits(got))
+			}
+		}()
+	}
+	wg.Wait()
+}
