@@ -272,8 +272,9 @@ func TestGemmPackedEqualsGemm(t *testing.T) {
 	eachPath(t, func(t *testing.T) {
 		rng := rand.New(rand.NewPCG(11, 12))
 		// {80, 3100, 260} and {7, 2100, 300}: few rows, several column blocks
-		// (the workers split the columns).
-		for _, s := range [][3]int{{1, 1, 1}, {5, 7, 3}, {40, 33, 300}, {512, 256, 256}, {300, 1100, 520}, {80, 3100, 260}, {7, 2100, 300}} {
+		// (the workers split the columns). {50, 70, 1023}: lda = 1024, A
+		// packed (elsewhere read in place).
+		for _, s := range [][3]int{{1, 1, 1}, {5, 7, 3}, {40, 33, 300}, {512, 256, 256}, {300, 1100, 520}, {80, 3100, 260}, {7, 2100, 300}, {50, 70, 1023}} {
 			m, n, k := s[0], s[1], s[2]
 			for _, tb := range []bool{false, true} {
 				for _, ta := range []bool{false, true} {
