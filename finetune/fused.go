@@ -663,12 +663,16 @@ func fusedSeq2Seq(fwd Forward, s seq2Seq, sources, decoderInputs [][]int, cache 
 		if f, ok := fusedBARTOf[float32](training, s); ok {
 			usePacks(cache, f.encBlocks)
 			usePacks(cache, f.decBlocks)
+			useScratch(scratchOf[float32](cache), f.encBlocks)
+			useScratch(scratchOf[float32](cache), f.decBlocks)
 			return f.seq2seq(sources, decoderInputs)
 		}
 	case *mat.Dense[float64]:
 		if f, ok := fusedBARTOf[float64](training, s); ok {
 			usePacks(cache, f.encBlocks)
 			usePacks(cache, f.decBlocks)
+			useScratch(scratchOf[float64](cache), f.encBlocks)
+			useScratch(scratchOf[float64](cache), f.decBlocks)
 			return f.seq2seq(sources, decoderInputs)
 		}
 	}

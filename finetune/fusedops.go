@@ -370,11 +370,10 @@ func runSteps[T float](steps []fStep[T], x []T, n int, train bool) ([]T, backFn[
 			deriv := applyActivation(s.sc, s.act, x, train)
 			if train {
 				backs = append(backs, func(gy []T) []T {
-					gx := s.sc.get(len(gy))
+					gx := deriv // read last here: the gradient goes over it
 					for i, g := range gy {
 						gx[i] = g * deriv[i]
 					}
-					s.sc.put(deriv)
 					return gx
 				})
 			}
