@@ -110,16 +110,16 @@ func newFLinear[T float](rd reading, l *linear.Model) (fLinear[T], bool) {
 // row is set to the bias and the product accumulated onto it (one pass
 // over y fewer than adding the bias afterwards).
 func (l fLinear[T]) forwardTo(y []T, ldy int, x []T, ldx, n int) {
+	if l.pk != nil {
+		gemm.GemmPackedBias(false, n, x, ldx, l.pk, l.b, y, ldy) // sets each block just before its product
+		return
+	}
 	parFor(n, max(1, elementChunk/max(1, l.out)), func(lo, hi int) {
 		for i := lo; i < hi; i++ {
 			copy(y[i*ldy:i*ldy+l.out], l.b)
 		}
 	})
-	if l.pk != nil {
-		gemm.GemmPacked(false, n, x, ldx, l.pk, y, ldy, true)
-	} else {
-		gemm.Gemm(false, true, n, l.out, l.in, x, ldx, l.w, l.in, y, ldy, true)
-	}
+	gemm.Gemm(false, true, n, l.out, l.in, x, ldx, l.w, l.in, y, ldy, true)
 }
 
 func (l fLinear[T]) forward(x []T, n int) []T {

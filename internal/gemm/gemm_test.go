@@ -301,8 +301,25 @@ func TestGemmPackedEqualsGemm(t *testing.T) {
 					Gemm(ta, tb, m, n, k, a, lda, b, ldb, want, n, true)
 					GemmPacked(ta, m, a, lda, pk, got, n, true)
 					require.Equal(t, want, got, "accumulate, shape %v", s)
+					bias := randSlice[float32](rng, n)
+					for i := range m {
+						copy(want[i*n:(i+1)*n], bias)
+					}
+					Gemm(ta, tb, m, n, k, a, lda, b, ldb, want, n, true)
+					GemmPackedBias(ta, m, a, lda, pk, bias, got, n)
+					require.Equal(t, want, got, "bias, shape %v", s)
 				}
 			}
 		}
 	})
+}
+
+// With k = 0 the product is empty: C is the bias, or zeros.
+func TestGemmPackedEmptyK(t *testing.T) {
+	pk := PackB(true, 0, 3, []float32{}, 1)
+	c := []float32{7, 7, 7, 7, 7, 7}
+	GemmPackedBias(false, 2, []float32{}, 1, pk, []float32{1, 2, 3}, c, 3)
+	require.Equal(t, []float32{1, 2, 3, 1, 2, 3}, c)
+	GemmPacked(false, 2, []float32{}, 1, pk, c, 3, false)
+	require.Equal(t, []float32{0, 0, 0, 0, 0, 0}, c)
 }

@@ -51,21 +51,60 @@ func pathFor[T Float]() *path {
 // GemmPacked is Gemm with a packed B: C = op(A)·op(B), or C += op(A)·op(B)
 // when accumulate is set; op(A) is m×k. Values equal Gemm's bit for bit.
 func GemmPacked[T Float](transA bool, m int, a []T, lda int, pk *Packed[T], c []T, ldc int, accumulate bool) {
-	pa := pathFor[T]()
-	if pa != pk.pa { // packed for another kernel (tests switch paths)
+	start := cStart[T]{zero: !accumulate}
+	if pathFor[T]() != pk.pa { // packed for another kernel (tests switch paths)
 		Gemm(transA, pk.trans, m, pk.n, pk.k, a, lda, pk.b, pk.ldb, c, ldc, accumulate)
 		return
 	}
+	gemmPacked(transA, m, a, lda, pk, c, ldc, start)
+}
+
+// GemmPackedBias is GemmPacked onto a bias: every row of C (m×n) is set to
+// bias (n values) and op(A)·op(B) is accumulated onto it, each block of C
+// set just before its product (while it is in cache). Values equal
+// setting the rows and calling GemmPacked with accumulate, bit for bit.
+func GemmPackedBias[T Float](transA bool, m int, a []T, lda int, pk *Packed[T], bias []T, c []T, ldc int) {
+	_ = bias[pk.n-1]
+	if pathFor[T]() != pk.pa {
+		for i := 0; i < m; i++ {
+			copy(c[i*ldc:i*ldc+pk.n], bias)
+		}
+		Gemm(transA, pk.trans, m, pk.n, pk.k, a, lda, pk.b, pk.ldb, c, ldc, true)
+		return
+	}
+	gemmPacked(transA, m, a, lda, pk, c, ldc, cStart[T]{bias: bias})
+}
+
+// cStart is what C starts from: its own values (accumulate), zeros, or a
+// bias in every row.
+type cStart[T Float] struct {
+	zero bool
+	bias []T
+}
+
+// set starts the block of C at (i0, j0), mb×nb, from s.
+func (s cStart[T]) set(c []T, ldc, i0, j0, mb, nb int) {
+	for i := i0; i < i0+mb; i++ {
+		row := c[i*ldc+j0 : i*ldc+j0+nb]
+		switch {
+		case s.bias != nil:
+			copy(row, s.bias[j0:j0+nb])
+		case s.zero:
+			clear(row)
+		}
+	}
+}
+
+func gemmPacked[T Float](transA bool, m int, a []T, lda int, pk *Packed[T], c []T, ldc int, start cStart[T]) {
+	pa := pk.pa
 	n, k := pk.n, pk.k
 	if m == 0 || n == 0 {
 		return
 	}
-	if !accumulate {
-		for i := 0; i < m; i++ {
-			clear(c[i*ldc : i*ldc+n])
-		}
-	}
 	if k == 0 {
+		if start.zero || start.bias != nil {
+			start.set(c, ldc, 0, 0, m, n)
+		}
 		return
 	}
 	workers := runtime.GOMAXPROCS(0)
@@ -80,7 +119,7 @@ func GemmPacked[T Float](transA bool, m int, a []T, lda int, pk *Packed[T], c []
 			wg.Add(1)
 			go func(b0, b1 int) {
 				defer wg.Done()
-				serialPackedBlocks(pa, transA, m, a, lda, pk, c, ldc, b0, b1)
+				serialPackedBlocks(pa, transA, m, a, lda, pk, c, ldc, b0, b1, start)
 			}(b0, min(blocks, b0+per))
 		}
 		wg.Wait()
@@ -88,21 +127,22 @@ func GemmPacked[T Float](transA bool, m int, a []T, lda int, pk *Packed[T], c []
 	}
 	if workers > 1 && m*n*k >= minParallel && m >= 2*pa.mr {
 		splitRows(pa, transA, m, a, lda, workers, func(rows int, sa []T, i0 int) {
-			serialPacked(pa, transA, rows, sa, lda, pk, c[i0*ldc:], ldc)
+			serialPacked(pa, transA, rows, sa, lda, pk, c[i0*ldc:], ldc, start)
 		})
 		return
 	}
-	serialPacked(pa, transA, m, a, lda, pk, c, ldc)
+	serialPacked(pa, transA, m, a, lda, pk, c, ldc, start)
 }
 
 // serialPacked is serial with B's blocks taken from pk.
-func serialPacked[T Float](pa *path, transA bool, m int, a []T, lda int, pk *Packed[T], c []T, ldc int) {
-	serialPackedBlocks(pa, transA, m, a, lda, pk, c, ldc, 0, (pk.n+nc-1)/nc)
+func serialPacked[T Float](pa *path, transA bool, m int, a []T, lda int, pk *Packed[T], c []T, ldc int, start cStart[T]) {
+	serialPackedBlocks(pa, transA, m, a, lda, pk, c, ldc, 0, (pk.n+nc-1)/nc, start)
 }
 
 // serialPackedBlocks is serialPacked over B's column blocks [b0, b1) (of
-// nc columns) only.
-func serialPackedBlocks[T Float](pa *path, transA bool, m int, a []T, lda int, pk *Packed[T], c []T, ldc int, b0, b1 int) {
+// nc columns) only, each block of C started from start before its first
+// product.
+func serialPackedBlocks[T Float](pa *path, transA bool, m int, a []T, lda int, pk *Packed[T], c []T, ldc int, b0, b1 int, start cStart[T]) {
 	p := pool[T]()
 	buf := p.Get().(*buffers[T])
 	defer p.Put(buf)
@@ -122,6 +162,9 @@ func serialPackedBlocks[T Float](pa *path, transA bool, m int, a []T, lda int, p
 			bPanel := func(jq int) opnd[T] { return opnd[T]{d: bp[jq*nr*kb:], sp: nr, si: 1} }
 			for i0 := 0; i0 < m; i0 += mc {
 				mb := min(mc, m-i0)
+				if p0 == 0 {
+					start.set(c, ldc, i0, j0, mb, nb)
+				}
 				aPanel := aBlock(pa, transA, aDirect, a, lda, i0, p0, mb, kb, buf.a)
 				macro(pa, mb, nb, kb, aPanel, bPanel, buf, c[i0*ldc+j0:], ldc)
 			}
