@@ -214,12 +214,7 @@ func packB[T Float](pa *path, trans bool, b []T, ldb, p0, j0, kb, nb int, dst []
 		panel := dst[q*nr*kb : (q+1)*nr*kb]
 		jj := j0 + q*nr
 		if !trans {
-			for p := 0; p < kb; p++ {
-				row := b[(p0+p)*ldb+jj : (p0+p)*ldb+jj+w]
-				d := panel[p*nr : p*nr+nr]
-				copy(d, row)
-				clear(d[w:])
-			}
+			copyRows(panel, nr, b[p0*ldb+jj:], ldb, kb, w)
 			continue
 		}
 		if w < nr {
@@ -244,6 +239,41 @@ func packB[T Float](pa *path, trans bool, b []T, ldb, p0, j0, kb, nb int, dst []
 	}
 }
 
+// copyRows sets dst[p*w:p*w+w] to src[p*lds:p*lds+n], zero-padded, for
+// p < rows (n ≤ w): the packing of operands whose panel rows are contiguous
+// in memory. A copy call per row of 16 to 128 bytes cost more than the copy
+// (the head's input gradient packs 80-column rows in 32+32+16), so full
+// 32-value rows are fixed-size copies and short rows plain loops.
+func copyRows[T Float](dst []T, w int, src []T, lds, rows, n int) {
+	if rows == 0 {
+		return
+	}
+	_ = src[(rows-1)*lds+n-1]
+	_ = dst[rows*w-1]
+	switch {
+	case n == 32 && w == 32:
+		for p := range rows {
+			*(*[32]T)(dst[p*32:]) = *(*[32]T)(src[p*lds:])
+		}
+	case n < 32:
+		if n < w {
+			clear(dst[:rows*w])
+		}
+		for p := range rows {
+			d, s := dst[p*w:p*w+n], src[p*lds:p*lds+n]
+			for i, v := range s {
+				d[i] = v
+			}
+		}
+	default:
+		for p := range rows {
+			d := dst[p*w : p*w+w]
+			copy(d, src[p*lds:p*lds+n])
+			clear(d[n:])
+		}
+	}
+}
+
 // packA copies op(A)[i0:i0+mb, p0:p0+kb] into panels of mr rows: panel q
 // holds, for each p, the mr values op(A)[i0+q*mr : +mr, p0+p], zero-padded.
 func packA[T Float](pa *path, trans bool, a []T, lda, i0, p0, mb, kb int, dst []T) {
@@ -253,12 +283,7 @@ func packA[T Float](pa *path, trans bool, a []T, lda, i0, p0, mb, kb int, dst []
 		panel := dst[q*mr*kb : (q+1)*mr*kb]
 		ii := i0 + q*mr
 		if trans {
-			for p := 0; p < kb; p++ {
-				row := a[(p0+p)*lda+ii : (p0+p)*lda+ii+h]
-				d := panel[p*mr : p*mr+mr]
-				copy(d, row)
-				clear(d[h:])
-			}
+			copyRows(panel, mr, a[p0*lda+ii:], lda, kb, h)
 			continue
 		}
 		if h < mr {

@@ -83,6 +83,20 @@ func BenchmarkPack(b *testing.B) {
 				}
 				b.ReportMetric(float64(4*mc*kc)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
 			})
+			// The head's input gradient: g's rows into 32+32+16 columns,
+			// and the ragged 4-row panel of a transposed A.
+			b.Run("B-n80/"+q.name, func(b *testing.B) {
+				for b.Loop() {
+					packB(q, false, src, 80, 0, 0, kc, 80, dst)
+				}
+				b.ReportMetric(float64(4*96*kc)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
+			})
+			b.Run("AT-h4/"+q.name, func(b *testing.B) {
+				for b.Loop() {
+					packA(q, true, src, 256, 252, 0, 4, kc, dst)
+				}
+				b.ReportMetric(float64(4*12*kc)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
+			})
 			b.Run("BT/"+q.name, func(b *testing.B) {
 				for b.Loop() {
 					packB(q, true, src, kc+8, 0, 0, kc, nc, dst)
