@@ -20,9 +20,13 @@ package finetune
 // A nil *scratch allocates and never keeps anything (inference and the
 // losses called without a Task).
 //
-// The scratch keeps, per size class, at most the number of buffers of
-// that class that were out at once: whatever was put back was handed out
-// before and no buffer is created while a free one fits.
+// What the scratch keeps is bounded by twice the most it ever had out at
+// once (in elements; buffers of one class may be created while buffers of
+// another are free): a buffer given back beyond that is dropped. A request is
+// served by a free buffer of its size class or of one of the next three
+// (at most about twice the size), so batches of varying shapes (sequence
+// lengths, masked positions) reuse each other's buffers instead of each
+// shape keeping a working set of its own.
 
 import (
 	"math"
@@ -40,6 +44,9 @@ import (
 type scratch[T float] struct {
 	mu   sync.Mutex
 	free map[int][][]T // size class → free buffers (full capacity)
+	// Elements: out in buffers handed out (buffers never given back stay
+	// counted), the most ever out at once, kept in free.
+	out, most, kept int
 	// poison, set by tests, fills every buffer put back with NaN, so a
 	// buffer read after it was given back shows in the results.
 	poison bool
@@ -68,16 +75,32 @@ func (s *scratch[T]) get(n int) []T {
 	}
 	class, capacity := sizeClass(n)
 	s.mu.Lock()
-	list := s.free[class]
-	if k := len(list); k > 0 {
-		b := list[k-1]
-		list[k-1] = nil
-		s.free[class] = list[:k-1]
-		s.mu.Unlock()
-		return b[:n]
+	defer s.mu.Unlock()
+	var b []T
+	for i, c := 0, class; i < 4 && b == nil; i, c = i+1, nextClass(c) {
+		list := s.free[c]
+		if k := len(list); k > 0 {
+			b = list[k-1]
+			list[k-1] = nil
+			s.free[c] = list[:k-1]
+			s.kept -= cap(b)
+		}
 	}
-	s.mu.Unlock()
-	return make([]T, n, capacity)
+	if b == nil {
+		b = make([]T, capacity)
+	}
+	s.out += cap(b)
+	s.most = max(s.most, s.out)
+	return b[:n]
+}
+
+// nextClass is the size class after class.
+func nextClass(class int) int {
+	e, q := class>>4, class&15
+	if q < 8 {
+		return e<<4 | (q + 1)
+	}
+	return (e+1)<<4 | 5
 }
 
 // zeros returns a buffer of n zeros.
@@ -113,10 +136,14 @@ func (s *scratch[T]) put(bufs ...[]T) {
 			}
 		}
 		s.mu.Lock()
-		if s.free == nil {
-			s.free = map[int][][]T{}
+		s.out = max(0, s.out-cap(b))
+		if s.kept+cap(b) <= 2*s.most {
+			if s.free == nil {
+				s.free = map[int][][]T{}
+			}
+			s.free[class] = append(s.free[class], b)
+			s.kept += cap(b)
 		}
-		s.free[class] = append(s.free[class], b)
 		s.mu.Unlock()
 	}
 }

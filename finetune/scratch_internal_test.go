@@ -354,3 +354,33 @@ func TestScratchBARTStepsBitIdentical(t *testing.T) {
 	}
 	assert.NotEmpty(t, c.bufs32.free, "the scratch was used")
 }
+
+// Working sets of changing shapes (sequence lengths, masked positions)
+// reuse each other's buffers, and what the scratch keeps stays within
+// twice the most it had out at once.
+func TestScratchBoundedAcrossShapes(t *testing.T) {
+	s := &scratch[float32]{}
+	largest := 0
+	for step := range 60 {
+		n := 1000 + (step*379)%4000
+		var bufs [][]float32
+		for range 10 {
+			bufs = append(bufs, s.get(n))
+		}
+		_, c := sizeClass(n)
+		largest = max(largest, c)
+		s.put(bufs...)
+		require.LessOrEqual(t, s.kept, 2*s.most, "step %d", step)
+	}
+	assert.LessOrEqual(t, s.most, 10*largest)
+	assert.Zero(t, s.out)
+
+	s = &scratch[float32]{}
+	b := s.get(2000)
+	s.put(b)
+	c := s.get(1500)
+	assert.True(t, same(b, c), "a free buffer up to about twice the size serves a request")
+	s.put(c)
+	d := s.get(700)
+	assert.False(t, same(b, d), "but not a larger one")
+}
