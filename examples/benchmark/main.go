@@ -25,6 +25,9 @@ import (
 	"runtime"
 	"strings"
 	"time"
+
+	"github.com/gopeft/gopeft/internal/atomicfile"
+	"github.com/gopeft/gopeft/internal/gemm"
 )
 
 type options struct {
@@ -35,6 +38,7 @@ type options struct {
 	torchReps int
 	cpuProf   string
 	sizes     map[string]bool
+	markdown  string
 }
 
 var opt options
@@ -46,8 +50,9 @@ func main() {
 	python := flag.String("python", "/usr/bin/python3", "Python with torch for the PyTorch reference (\"\" to skip)")
 	sizes := flag.String("sizes", "", "comma-separated sizes of the PyTorch comparison: BERT-S,V=250k,BERT-base (default all)")
 	cpuProf := flag.String("cpuprofile", "", "write a CPU profile of the BERT trainable-tokens steps to this file")
+	md := flag.String("markdown", "", "also write the summary as a Markdown table (with the date, CPU and load) to this file")
 	flag.Parse()
-	opt = options{full: *full, reps: *reps, python: *python, cpuProf: *cpuProf, only: map[string]bool{}}
+	opt = options{full: *full, reps: *reps, python: *python, cpuProf: *cpuProf, markdown: *md, only: map[string]bool{}}
 	if opt.reps == 0 {
 		opt.reps = 5
 		if opt.full {
@@ -68,11 +73,22 @@ func main() {
 	start := time.Now()
 	fmt.Printf("gopeft benchmark: %s, GOMAXPROCS=%d, %s, %d rounds per comparison; %s UTC; load average %s\n",
 		runtime.Version(), runtime.GOMAXPROCS(0), cpuName(), opt.reps, start.UTC().Format("2006-01-02 15:04"), loadAvg())
-	if err := run(); err != nil {
+	loadStart := loadAvg()
+	rows, err := run()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "benchmark:", err)
 		os.Exit(1)
 	}
-	fmt.Printf("\ntotal %s; load average at the end %s (1, 5, 15 min; %d cores)\n", time.Since(start).Round(time.Second), loadAvg(), runtime.NumCPU())
+	took, loadEnd := time.Since(start).Round(time.Second), loadAvg()
+	fmt.Printf("\ntotal %s; load average at the end %s (1, 5, 15 min; %d cores)\n", took, loadEnd, runtime.NumCPU())
+	if opt.markdown != "" {
+		head := fmt.Sprintf("Measured %s UTC on %q (%d vCPUs, float32 GEMM path %s; GOMAXPROCS=%d), %s, in %s: load average (1, 5, 15 min) %s at the start and %s at the end.",
+			start.UTC().Format("2006-01-02 15:04"), cpuName(), runtime.NumCPU(), gemm.Path(), runtime.GOMAXPROCS(0), runtime.Version(), took, loadStart, loadEnd)
+		if err := atomicfile.WriteFile(opt.markdown, markdown(head, rows), 0o644); err != nil {
+			fmt.Fprintln(os.Stderr, "benchmark:", err)
+			os.Exit(1)
+		}
+	}
 }
 
 // loadAvg is /proc/loadavg's 1, 5 and 15 minute load averages: how busy
@@ -106,7 +122,7 @@ func cpuName() string {
 	return runtime.GOARCH
 }
 
-func run() error {
+func run() ([][4]string, error) {
 	var s summary
 	steps := []struct {
 		name string
@@ -125,9 +141,8 @@ func run() error {
 			continue
 		}
 		if err := st.fn(&s); err != nil {
-			return fmt.Errorf("%s: %w", st.name, err)
+			return nil, fmt.Errorf("%s: %w", st.name, err)
 		}
 	}
-	s.print()
-	return nil
+	return s.print(), nil
 }

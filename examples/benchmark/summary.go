@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -25,15 +26,22 @@ func goal(ok bool) string {
 	return "NOT met"
 }
 
-// print writes the six figures of the issue as one table.
-func (s *summary) print() {
+// print writes the six figures of the issue as one table, and returns
+// its rows (issue point, figure, value, goal).
+func (s *summary) print() [][4]string {
 	fmt.Printf("\n==== Summary (medians) ====\n")
 	fmt.Printf("%-4s %-62s %-58s %s\n", "#", "figure", "value", "goal")
+	var rows [][4]string
+	defer func() {
+		for _, r := range rows {
+			fmt.Printf("%-4s %-62s %-58s %s\n", r[0], r[1], r[2], r[3])
+		}
+	}()
 	row := func(n, what, v, g string) {
 		if g == "" {
 			g = "reported (no goal)"
 		}
-		fmt.Printf("%-4s %-62s %-58s %s\n", n, what, v, g)
+		rows = append(rows, [4]string{n, what, v, g})
 	}
 	if len(s.overhead) > 0 {
 		worst, worstCPU := 0.0, 0.0
@@ -147,4 +155,17 @@ func (s *summary) print() {
 		}
 		row("6", fmt.Sprintf("adapter file ÷ copies·k·dim·4, V=%d k=%d", f.v, f.k), fmt.Sprintf("%.4f (%d B)", r, f.safetensors), g)
 	}
+	return rows
+}
+
+// markdown is the summary as a Markdown table, under a line saying when,
+// where and how loaded the machine was (head), for the README.
+func markdown(head string, rows [][4]string) []byte {
+	var b strings.Builder
+	b.WriteString(head + "\n\n| # | figure | value (both sides) | goal |\n|---|---|---|---|\n")
+	cell := func(s string) string { return strings.ReplaceAll(s, "|", "\\|") }
+	for _, r := range rows {
+		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", cell(r[0]), cell(r[1]), cell(r[2]), cell(r[3]))
+	}
+	return []byte(b.String())
 }
