@@ -384,3 +384,52 @@ func TestScratchBoundedAcrossShapes(t *testing.T) {
 	d := s.get(700)
 	assert.False(t, same(b, d), "but not a larger one")
 }
+
+// A Task whose step failed (a non-finite loss: its buffers were taken but
+// the backward never ran) goes on with correct steps; and Tasks stepped
+// at once from several goroutines (one model each) share nothing.
+func TestScratchAfterErrorAndConcurrentTasks(t *testing.T) {
+	run := func(fail bool) ([]float64, [][]float32) {
+		m, batch, rows := scratchBatch(t)
+		task, err := MaskedLMTask(m, batch, nil)
+		require.NoError(t, err)
+		tr, err := NewTrainer(Config{TokenParams: rows, Quiet: true})
+		require.NoError(t, err)
+		all := []int{0, 1, 2, 3, 4, 5, 6, 7}
+		var losses []float64
+		for step := range 4 {
+			if fail && step == 1 {
+				row := mat.Data[float32](rows[0].Value())
+				old := row[0]
+				row[0] = float32(math.Inf(1))
+				_, err := tr.Step(task, all)
+				require.ErrorIs(t, err, ErrNotFinite)
+				row[0] = old
+			}
+			info, err := tr.Step(task, all)
+			require.NoError(t, err)
+			losses = append(losses, info.Loss)
+		}
+		var vals [][]float32
+		for _, p := range rows {
+			vals = append(vals, append([]float32(nil), mat.Data[float32](p.Value())...))
+		}
+		return losses, vals
+	}
+	wantLosses, wantRows := run(false)
+	losses, rows := run(true)
+	assert.Equal(t, wantLosses, losses, "after a failed step")
+	assert.Equal(t, wantRows, rows, "after a failed step")
+
+	var wg sync.WaitGroup
+	for g := range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			losses, rows := run(g == 1)
+			assert.Equal(t, wantLosses, losses, "goroutine %d", g)
+			assert.Equal(t, wantRows, rows, "goroutine %d", g)
+		}()
+	}
+	wg.Wait()
+}
