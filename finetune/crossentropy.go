@@ -18,14 +18,15 @@ import (
 // position over vocabulary-sized vectors. It equals the mean of
 // losses.CrossEntropy over the columns to float rounding.
 func CrossEntropy(logits mat.Tensor, targets []int) (mat.Tensor, error) {
-	return crossEntropyIn(nil, logits, targets)
+	return crossEntropyIn(nil, false, logits, targets)
 }
 
 // crossEntropyIn is CrossEntropy for a Task's loss (cache non-nil): the
 // op takes its vocabulary-sized buffer from the Task's scratch and is
 // registered with the Task, which takes the buffer back when the Trainer
-// has finished the step.
-func crossEntropyIn(cache *packCache, logits mat.Tensor, targets []int) (mat.Tensor, error) {
+// has finished the step; with ownLogits (logits made by the Task's own
+// LogitsFunc, seen by nobody else), the logits' values too.
+func crossEntropyIn(cache *packCache, ownLogits bool, logits mat.Tensor, targets []int) (mat.Tensor, error) {
 	v := logits.Value()
 	if rows.DType(v.(mat.Matrix)) == "" {
 		return nil, unsupportedf("logits of type %T: expected *mat.Dense[float32] or *mat.Dense[float64]", v)
@@ -43,7 +44,7 @@ func crossEntropyIn(cache *packCache, logits mat.Tensor, targets []int) (mat.Ten
 		}
 	}
 	// The op keeps its own copy: the caller may reuse targets.
-	c := &crossEntropy{logits: logits, targets: append([]int(nil), targets...), cache: cache}
+	c := &crossEntropy{logits: logits, targets: append([]int(nil), targets...), cache: cache, ownLogits: ownLogits && cache != nil}
 	loss := ag.NewOperator(c).Run()
 	if cache != nil {
 		cache.pend(loss, c)
@@ -70,6 +71,8 @@ type crossEntropy struct {
 	cache *packCache
 	// handed is exps once Backward gave it to the logits as their gradient.
 	handed mat.Matrix
+	// ownLogits: release gives the logits' values back to the scratch too.
+	ownLogits bool
 }
 
 func (c *crossEntropy) Operands() []mat.Tensor { return []mat.Tensor{c.logits} }
@@ -147,6 +150,10 @@ func (c *crossEntropy) newExps(x mat.Matrix, r, n int) mat.Matrix {
 // the Trainer clears on the model). When another gradient of the logits
 // took exps in by addition, the node's gradient is not exps and stays.
 func (c *crossEntropy) release() {
+	if c.ownLogits {
+		c.ownLogits = false
+		c.put(c.logits.Value().(mat.Matrix))
+	}
 	g := c.exps
 	c.exps = nil
 	if g == nil {
@@ -158,6 +165,11 @@ func (c *crossEntropy) release() {
 			c.logits.ZeroGrad()
 		}
 	}
+	c.put(g)
+}
+
+// put gives the data of a dense matrix to the Task's scratch.
+func (c *crossEntropy) put(g mat.Matrix) {
 	switch d := g.(type) {
 	case *mat.Dense[float32]:
 		c.cache.bufs32.put(mat.Data[float32](d))

@@ -35,13 +35,19 @@ func LinearLogits(l *linear.Model) LogitsFunc {
 // broadcast through an outer product with a row of ones (spago's Affine
 // does not broadcast the bias).
 func affineColumns(l *linear.Model, h mat.Tensor) mat.Tensor {
+	return affineColumnsIn(nil, l, h)
+}
+
+// affineColumnsIn is affineColumns whose vocabulary-sized output comes
+// from a Task's scratch (nil cache: allocated).
+func affineColumnsIn(cache *packCache, l *linear.Model, h mat.Tensor) mat.Tensor {
 	switch h.Value().(type) {
 	case *mat.Dense[float32]:
-		if y, ok := newAffineOp[float32](l, h); ok {
+		if y, ok := newAffineOp(l, h, scratchOf[float32](cache)); ok {
 			return y
 		}
 	case *mat.Dense[float64]:
-		if y, ok := newAffineOp[float64](l, h); ok {
+		if y, ok := newAffineOp(l, h, scratchOf[float64](cache)); ok {
 			return y
 		}
 	}
@@ -53,11 +59,25 @@ func affineColumns(l *linear.Model, h mat.Tensor) mat.Tensor {
 	return ag.Add(ag.Mul(l.W, h), ag.Mul(l.B, ones))
 }
 
+// linearLogitsIn is LinearLogits whose output comes from the Task's
+// scratch (nil cache: allocated). Only for the Task's own use: the loss
+// gives the output back when the step is over (crossEntropy.release), so
+// no caller may keep it.
+func linearLogitsIn(cache *packCache, l *linear.Model) LogitsFunc {
+	return func(h mat.Tensor) mat.Tensor { return affineColumnsIn(cache, l, h) }
+}
+
 // moduleLogits is the LogitsFunc of any output module: the linear fast
 // path when it is a *linear.Model, otherwise one Forward per column.
 func moduleLogits(m nn.StandardModel) LogitsFunc {
+	return moduleLogitsIn(nil, m)
+}
+
+// moduleLogitsIn is moduleLogits for a Task's loss: the linear fast path
+// takes its output from the Task's scratch (linearLogitsIn).
+func moduleLogitsIn(cache *packCache, m nn.StandardModel) LogitsFunc {
 	if l, ok := m.(*linear.Model); ok {
-		return LinearLogits(l)
+		return linearLogitsIn(cache, l)
 	}
 	return func(h mat.Tensor) mat.Tensor {
 		n := h.Value().Shape()[1]
@@ -86,15 +106,16 @@ func columns(cs []mat.Tensor) mat.Tensor {
 // W gets no vocab×dim gradient, and nothing vocab×dim is allocated).
 type affineOp[T float] struct {
 	w, b, h mat.Tensor
+	sc      *scratch[T] // where the output comes from (nil: allocated)
 }
 
-func newAffineOp[T float](l *linear.Model, h mat.Tensor) (mat.Tensor, bool) {
+func newAffineOp[T float](l *linear.Model, h mat.Tensor, sc *scratch[T]) (mat.Tensor, bool) {
 	w, ok1 := l.W.Value().(*mat.Dense[T])
 	b, ok2 := l.B.Value().(*mat.Dense[T])
 	if !ok1 || !ok2 || len(w.Shape()) != 2 || b.Size() != w.Shape()[0] || w.Shape()[1] != h.Value().Shape()[0] {
 		return nil, false
 	}
-	return ag.NewOperator(&affineOp[T]{w: l.W, b: l.B, h: h}).Run(), true
+	return ag.NewOperator(&affineOp[T]{w: l.W, b: l.B, h: h, sc: sc}).Run(), true
 }
 
 func (o *affineOp[T]) Operands() []mat.Tensor { return []mat.Tensor{o.w, o.b, o.h} }
@@ -103,7 +124,7 @@ func (o *affineOp[T]) Forward() (mat.Tensor, error) {
 	w, b, h := mat.Data[T](o.w.Value()), mat.Data[T](o.b.Value()), mat.Data[T](o.h.Value())
 	v, d := o.w.Value().Shape()[0], o.w.Value().Shape()[1]
 	n := o.h.Value().Shape()[1]
-	y := make([]T, v*n)
+	y := o.sc.get(v * n) // the product overwrites it
 	gemm.Gemm(false, false, v, n, d, w, d, h, n, y, n, false)
 	for i, bi := range b {
 		row := y[i*n : (i+1)*n]

@@ -86,8 +86,9 @@ func maskedLMLoss(model *bert.ModelForMaskedLM, batch []MaskedExample, logits Lo
 	if err != nil {
 		return nil, err
 	}
-	if logits == nil {
-		logits = moduleLogits(model.Layers[len(model.Layers)-1])
+	own := logits == nil // logits made here, which nobody else sees
+	if own {
+		logits = moduleLogitsIn(cache, model.Layers[len(model.Layers)-1])
 	}
 	positions := make([][]int, len(batch))
 	var targets []int
@@ -98,7 +99,7 @@ func maskedLMLoss(model *bert.ModelForMaskedLM, batch []MaskedExample, logits Lo
 		}
 	}
 	if h := fusedMaskedLM(f, model, inputs, positions, cache); h != nil {
-		return lossOfMatrixIn(cache, logits, h, targets)
+		return lossOfMatrixIn(cache, own, logits, h, targets)
 	}
 	g := newGraph()
 	var hidden []mat.Tensor
@@ -211,8 +212,9 @@ func conditionalGenerationLoss(model *bart.ModelForConditionalGeneration, batch 
 	if err != nil {
 		return nil, err
 	}
-	if logits == nil {
-		logits = LinearLogits(model.Projection)
+	own := logits == nil // logits made here, which nobody else sees
+	if own {
+		logits = linearLogitsIn(cache, model.Projection)
 	}
 	var targets []int
 	sources := make([][]int, len(batch))
@@ -221,7 +223,7 @@ func conditionalGenerationLoss(model *bart.ModelForConditionalGeneration, batch 
 		targets = append(targets, ex.Target...)
 	}
 	if h := fusedSeq2Seq(f, s, sources, decoderInputs, cache); h != nil {
-		return lossOfMatrixIn(cache, logits, h, targets)
+		return lossOfMatrixIn(cache, own, logits, h, targets)
 	}
 	g := newGraph()
 	var hidden []mat.Tensor
@@ -275,15 +277,16 @@ func lossOf(logits LogitsFunc, hidden []mat.Tensor, targets []int) (mat.Tensor, 
 // lossOfMatrix is lossOf for hidden states already arranged as the
 // columns of one dim×n matrix.
 func lossOfMatrix(logits LogitsFunc, h mat.Tensor, targets []int) (mat.Tensor, error) {
-	return lossOfMatrixIn(nil, logits, h, targets)
+	return lossOfMatrixIn(nil, false, logits, h, targets)
 }
 
 // lossOfMatrixIn is lossOfMatrix for a Task's loss (cache non-nil: see
-// crossEntropyIn).
-func lossOfMatrixIn(cache *packCache, logits LogitsFunc, h mat.Tensor, targets []int) (mat.Tensor, error) {
+// crossEntropyIn). own says the LogitsFunc is the Task's own (its output
+// is seen by nobody else and goes back to the scratch after the step).
+func lossOfMatrixIn(cache *packCache, own bool, logits LogitsFunc, h mat.Tensor, targets []int) (mat.Tensor, error) {
 	out := logits(h)
 	if out == nil {
 		return nil, fmt.Errorf("finetune: LogitsFunc returned nil")
 	}
-	return crossEntropyIn(cache, out, targets)
+	return crossEntropyIn(cache, own, out, targets)
 }

@@ -433,3 +433,50 @@ func TestScratchAfterErrorAndConcurrentTasks(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// With the model's own projection (nil LogitsFunc) the Task computes the
+// logits itself, and their values go back to the scratch after the step as
+// well: bit-identical steps with a poisoning scratch, and both
+// vocabulary-sized buffers (logits and their gradient) end in the scratch.
+func TestScratchTrainerOwnLogits(t *testing.T) {
+	run := func(pooled bool) ([]float64, [][]float32, *packCache, int) {
+		m, batch, rows := scratchBatch(t)
+		var cache *packCache
+		if pooled {
+			cache = newPackCache()
+			cache.bufs32.poison = true
+		}
+		task := &Task{Size: len(batch), Model: m, Loss: func(b []int) (mat.Tensor, error) {
+			return maskedLMLoss(m, pick(batch, b), nil, ForwardAuto, cache)
+		}}
+		if pooled {
+			task.finish = cache.finish
+		}
+		tr, err := NewTrainer(Config{TokenParams: rows, Quiet: true})
+		require.NoError(t, err)
+		var losses []float64
+		for range 4 {
+			info, err := tr.Step(task, []int{0, 1, 2, 3, 4, 5, 6, 7})
+			require.NoError(t, err)
+			losses = append(losses, info.Loss)
+		}
+		var vals [][]float32
+		for _, p := range rows {
+			vals = append(vals, append([]float32(nil), mat.Data[float32](p.Value())...))
+		}
+		return losses, vals, cache, len(batch) * 2 * len(m.Bert.Embeddings.Tokens.Weights)
+	}
+	wantLosses, wantRows, _, _ := run(false)
+	losses, rows, cache, vm := run(true)
+	assert.Equal(t, wantLosses, losses)
+	assert.Equal(t, wantRows, rows)
+	big := 0
+	for _, l := range cache.bufs32.free {
+		for _, b := range l {
+			if cap(b) >= vm {
+				big++
+			}
+		}
+	}
+	assert.Equal(t, 2, big, "the logits and their gradient are back in the scratch")
+}
