@@ -1,12 +1,15 @@
 package finetune
 
 import (
+	"fmt"
 	"math"
+	"math/rand/v2"
 	"runtime"
 	"sync"
 	"testing"
 
 	"github.com/nlpodyssey/cybertron/pkg/models/bert"
+	"github.com/nlpodyssey/cybertron/pkg/vocabulary"
 	"github.com/nlpodyssey/spago/ag"
 	"github.com/nlpodyssey/spago/mat"
 	"github.com/nlpodyssey/spago/nn"
@@ -479,4 +482,73 @@ func TestScratchTrainerOwnLogits(t *testing.T) {
 		}
 	}
 	assert.Equal(t, 2, big, "the logits and their gradient are back in the scratch")
+}
+
+// float64 models take their buffers from the float64 scratch: Trainer
+// steps with it poisoning equal the steps without it bit for bit.
+func TestScratchFloat64Steps(t *testing.T) {
+	words := []string{"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"}
+	for i := len(words); i < 40; i++ {
+		words = append(words, fmt.Sprintf("w%d", i))
+	}
+	run := func(pooled bool) ([]float64, [][]float64, *packCache) {
+		m := bert.New[float64](bert.Config{HiddenSize: 16, EmbeddingsSize: 16, IntermediateSize: 32, NumAttentionHeads: 2,
+			NumHiddenLayers: 2, MaxPositionEmbeddings: 32, TypeVocabSize: 2, VocabSize: len(words), HiddenAct: "gelu"})
+		m.Embeddings.Vocab = vocabulary.New(words)
+		mlm := bert.NewModelForMaskedLM[float64](m)
+		rng := rand.New(rand.NewPCG(7, 8))
+		for _, p := range AllParams(mlm) {
+			d := mat.Data[float64](p.Value())
+			for i := range d {
+				d[i] = rng.NormFloat64() * 0.3
+			}
+			p.SetRequiresGrad(false)
+		}
+		var rows []*nn.Param
+		for _, id := range []int{4, 7, 9} {
+			p := m.Embeddings.Tokens.Weights[id]
+			p.SetRequiresGrad(true)
+			rows = append(rows, p)
+		}
+		var batch []MaskedExample
+		for i := range 8 {
+			tokens := []string{"[CLS]"}
+			for j := range 12 + i%4 {
+				tokens = append(tokens, words[5+(i*7+j*3)%35])
+			}
+			ex, err := MaskTokens(m.Embeddings.Vocab, append(tokens, "[SEP]"), 1+i%5, 6+i%3)
+			require.NoError(t, err)
+			batch = append(batch, ex)
+		}
+		var cache *packCache
+		if pooled {
+			cache = newPackCache()
+			cache.bufs64.poison = true
+		}
+		task := &Task{Size: len(batch), Model: mlm, Loss: func(b []int) (mat.Tensor, error) {
+			return maskedLMLoss(mlm, pick(batch, b), nil, ForwardAuto, cache)
+		}}
+		if pooled {
+			task.finish = cache.finish
+		}
+		tr, err := NewTrainer(Config{TokenParams: rows, Quiet: true})
+		require.NoError(t, err)
+		var losses []float64
+		for range 3 {
+			info, err := tr.Step(task, []int{0, 1, 2, 3, 4, 5, 6, 7})
+			require.NoError(t, err)
+			losses = append(losses, info.Loss)
+		}
+		var vals [][]float64
+		for _, p := range rows {
+			vals = append(vals, append([]float64(nil), mat.Data[float64](p.Value())...))
+		}
+		return losses, vals, cache
+	}
+	wantLosses, wantRows, _ := run(false)
+	losses, rows, cache := run(true)
+	assert.Equal(t, wantLosses, losses)
+	assert.Equal(t, wantRows, rows)
+	assert.NotEmpty(t, cache.bufs64.free, "the float64 scratch was used")
+	assert.Empty(t, cache.bufs32.free)
 }
