@@ -72,6 +72,9 @@ func Gemm[T Float](transA, transB bool, m, n, k int, a []T, lda int, b []T, ldb 
 	if m == 0 || n == 0 {
 		return
 	}
+	if headGemm(active, transA, transB, m, n, k, a, lda, b, ldb, c, ldc, accumulate) {
+		return // the vocabulary head's shapes (head.go)
+	}
 	if !accumulate {
 		for i := 0; i < m; i++ {
 			clear(c[i*ldc : i*ldc+n])

@@ -143,6 +143,9 @@ func serialPacked[T Float](pa *path, transA bool, m int, a []T, lda int, pk *Pac
 // nc columns) only, each block of C started from start before its first
 // product.
 func serialPackedBlocks[T Float](pa *path, transA bool, m int, a []T, lda int, pk *Packed[T], c []T, ldc int, b0, b1 int, start cStart[T]) {
+	if headPacked(pa, transA, m, a, lda, pk, c, ldc, b0, b1, start) {
+		return // few rows, many columns: inference's logits (head.go)
+	}
 	p := pool[T]()
 	buf := p.Get().(*buffers[T])
 	defer p.Put(buf)
