@@ -135,9 +135,7 @@ func (b fBlock[T]) forward(x []T, qs []span, mem *memory[T], train bool) ([]T, b
 			if !same(t, gy) {
 				sc.put(t)
 			}
-			for i := range g {
-				g[i] += gy[i]
-			}
+			accInto(g, gy)
 			return g
 		}
 	}
@@ -155,9 +153,7 @@ func (b fBlock[T]) forward(x []T, qs []span, mem *memory[T], train bool) ([]T, b
 			g = sc.get(len(gs))
 			copy(g, gs)
 		}
-		for i := range g {
-			g[i] += gs[i]
-		}
+		accInto(g, gs)
 		sc.put(gs)
 		return g
 	}

@@ -371,9 +371,12 @@ func runSteps[T float](steps []fStep[T], x []T, n int, train bool) ([]T, backFn[
 			if train {
 				backs = append(backs, func(gy []T) []T {
 					gx := deriv // read last here: the gradient goes over it
-					for i, g := range gy {
-						gx[i] = g * deriv[i]
-					}
+					parFor(len(gy), elementChunk, func(lo, hi int) {
+						d, g := gx[lo:hi], gy[lo:hi]
+						for i := range g {
+							d[i] *= g[i]
+						}
+					})
 					return gx
 				})
 			}
@@ -684,6 +687,18 @@ func addInto[T float](a, b []T) []T {
 		}
 	})
 	return out
+}
+
+// accInto adds src[i] to dst[i] (len(dst) elements), split over the
+// cores when large.
+func accInto[T float](dst, src []T) {
+	src = src[:len(dst)]
+	parFor(len(dst), elementChunk, func(lo, hi int) {
+		d, s := dst[lo:hi], src[lo:hi]
+		for i := range d {
+			d[i] += s[i]
+		}
+	})
 }
 
 // elementChunk is the fewest elements per goroutine of an element-wise
