@@ -7,6 +7,7 @@ import (
 	"github.com/nlpodyssey/spago/mat"
 
 	"github.com/gopeft/gopeft/internal/rows"
+	"github.com/gopeft/gopeft/internal/vmath"
 )
 
 // CrossEntropy returns the mean cross entropy of the columns of logits
@@ -209,9 +210,7 @@ func crossEntropyForward[T float32 | float64](x, exps []T, r, n int, targets []i
 				hi[j] = T(math.Inf(-1))
 			}
 			for i := b * ceBlock; i < min(r, (b+1)*ceBlock); i++ {
-				for j, v := range x[i*n : (i+1)*n] {
-					hi[j] = max(hi[j], v)
-				}
+				maxInto(hi, x[i*n:(i+1)*n])
 			}
 		}
 	})
@@ -231,13 +230,9 @@ func crossEntropyForward[T float32 | float64](x, exps []T, r, n int, targets []i
 				if exps != nil {
 					e = exps[i*n : (i+1)*n]
 				}
-				for j, v := range x[i*n : (i+1)*n] {
-					e[j] = v - hi[j]
-				}
+				subInto(e, x[i*n:(i+1)*n], hi)
 				expInPlace(e)
-				for j, v := range e {
-					sum[j] += float64(v)
-				}
+				accumulate(sum, e)
 			}
 		}
 	})
@@ -256,6 +251,40 @@ func crossEntropyForward[T float32 | float64](x, exps []T, r, n int, targets []i
 		total += lse[j] - float64(x[targets[j]*n+j])
 	}
 	return total / float64(n)
+}
+
+// maxInto sets dst[j] to max(dst[j], src[j]) (vector code for float32; a
+// NaN in src may not reach dst, but it reaches the sums through exp).
+func maxInto[T float32 | float64](dst, src []T) {
+	if d, ok := any(dst).([]float32); ok {
+		vmath.MaxInto(d, any(src).([]float32))
+		return
+	}
+	for j, v := range src {
+		dst[j] = max(dst[j], v)
+	}
+}
+
+// subInto sets dst[j] = a[j] − b[j].
+func subInto[T float32 | float64](dst, a, b []T) {
+	if d, ok := any(dst).([]float32); ok {
+		vmath.SubInto(d, any(a).([]float32), any(b).([]float32))
+		return
+	}
+	for j, v := range a {
+		dst[j] = v - b[j]
+	}
+}
+
+// accumulate adds float64(e[j]) to sum[j].
+func accumulate[T float32 | float64](sum []float64, e []T) {
+	if e32, ok := any(e).([]float32); ok {
+		vmath.AccumulateF64(sum, e32)
+		return
+	}
+	for j, v := range e {
+		sum[j] += float64(v)
+	}
 }
 
 // ceBlock is the number of rows crossEntropyForward sums as one block.

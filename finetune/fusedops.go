@@ -196,22 +196,42 @@ func (ln fNorm[T]) forward(x []T, n int, train bool) ([]T, backFn[T]) {
 		parFor(n, 16, func(lo, hi int) {
 			for i := lo; i < hi; i++ {
 				g, h := gy[i*d:(i+1)*d], xhat[i*d:(i+1)*d]
-				var sg, sgh T
-				for j := range g {
-					gh := g[j] * ln.w[j]
-					sg += gh
-					sgh += gh * h[j]
-				}
+				w := ln.w[:len(g)]
+				h = h[:len(g)]
+				sg, sgh := normSums(g, w, h)
 				mg, mgh := sg/T(d), sgh/T(d)
 				out := gx[i*d : (i+1)*d]
+				out = out[:len(g)]
+				r := rstd[i]
 				for j := range g {
-					out[j] = rstd[i] * (g[j]*ln.w[j] - mg - h[j]*mgh)
+					out[j] = r * (g[j]*w[j] - mg - h[j]*mgh)
 				}
 			}
 		})
 		ln.sc.put(xhat, rstd)
 		return gx
 	}
+}
+
+// normSums returns Σ g⊙w and Σ g⊙w⊙h (w and h at least as long as g),
+// each in two interleaved partial sums.
+func normSums[T float](g, w, h []T) (sg, sgh T) {
+	var a0, a1, b0, b1 T
+	j := 0
+	for ; j+2 <= len(g); j += 2 {
+		gq, wq, hq := g[j:j+2:j+2], w[j:j+2:j+2], h[j:j+2:j+2]
+		g0, g1 := gq[0]*wq[0], gq[1]*wq[1]
+		a0 += g0
+		a1 += g1
+		b0 += g0 * hq[0]
+		b1 += g1 * hq[1]
+	}
+	for ; j < len(g); j++ {
+		gh := g[j] * w[j]
+		a0 += gh
+		b0 += gh * h[j]
+	}
+	return a0 + a1, b0 + b1
 }
 
 // activations the fused path implements (others fall back to the graph).

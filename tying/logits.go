@@ -2,6 +2,8 @@ package tying
 
 import (
 	"fmt"
+	"runtime"
+	"sync"
 
 	"github.com/nlpodyssey/spago/ag"
 	"github.com/nlpodyssey/spago/mat"
@@ -126,25 +128,25 @@ func forward[T float.DType](o *logitsOp) mat.Tensor {
 	w, bs, hs := data[T](o.w), mat.Data[T](o.bias), data[T](o.h)
 	vocab, dim := o.w.Value().Shape()[0], o.w.Value().Shape()[1]
 	n := o.h.Value().Shape()[1]
+	// Every row starts at its bias and the product is accumulated onto it
+	// (as finetune's inference computes logits): one pass over the
+	// vocab×n result fewer than adding the bias afterwards, and that
+	// pass split over the cores.
 	ys := make([]T, vocab*n)
-	gemm.Gemm(false, false, vocab, n, dim, w, dim, hs, n, ys, n, false)
-	for v := 0; v < vocab; v++ {
-		b := bs[v]
-		row := ys[v*n : (v+1)*n]
-		for c := range row {
-			row[c] += b
-		}
-	}
+	fillRows(ys, bs, n)
+	gemm.Gemm(false, false, vocab, n, dim, w, dim, hs, n, ys, n, true)
 	if len(o.ids) > 0 {
-		// The k rows' logits: one k×dim by dim×n product.
+		// The k rows' logits: one k×dim by dim×n product onto their biases.
 		r := gatherRows[T](o.rows, dim)
 		yk := make([]T, len(o.ids)*n)
-		gemm.Gemm(false, false, len(o.ids), n, dim, r, dim, hs, n, yk, n, false)
 		for k, id := range o.ids {
-			row := ys[id*n : (id+1)*n]
-			for c, v := range yk[k*n : (k+1)*n] {
-				row[c] = v + bs[id]
+			for c := range n {
+				yk[k*n+c] = bs[id]
 			}
+		}
+		gemm.Gemm(false, false, len(o.ids), n, dim, r, dim, hs, n, yk, n, true)
+		for k, id := range o.ids {
+			copy(ys[id*n:(id+1)*n], yk[k*n:(k+1)*n])
 		}
 	}
 	return mat.NewDense[T](mat.WithShape(vocab, n), mat.WithBacking(ys))
@@ -202,4 +204,33 @@ func gatherRows[T float.DType](rows []mat.Tensor, dim int) []T {
 		copy(out[j*dim:(j+1)*dim], data[T](r))
 	}
 	return out
+}
+
+// fillRows sets every element of row v of ys (rows of n) to bs[v], split
+// over GOMAXPROCS goroutines when large.
+func fillRows[T float.DType](ys, bs []T, n int) {
+	fill := func(v0, v1 int) {
+		for v := v0; v < v1; v++ {
+			row := ys[v*n : (v+1)*n]
+			for c := range row {
+				row[c] = bs[v]
+			}
+		}
+	}
+	vocab := len(bs)
+	workers := min(runtime.GOMAXPROCS(0), len(ys)/(1<<16))
+	if workers <= 1 {
+		fill(0, vocab)
+		return
+	}
+	var wg sync.WaitGroup
+	per := (vocab + workers - 1) / workers
+	for v0 := 0; v0 < vocab; v0 += per {
+		wg.Add(1)
+		go func(v0, v1 int) {
+			defer wg.Done()
+			fill(v0, v1)
+		}(v0, min(vocab, v0+per))
+	}
+	wg.Wait()
 }

@@ -19,6 +19,11 @@ type impl struct {
 	exp func(dst, src []float32) int
 	// gelu does GELUTanh32 for a prefix and returns its length.
 	gelu func(x, y, d []float32) int
+	// maxInto, subInto and accum do MaxInto, SubInto and AccumulateF64
+	// for a prefix and return its length; nil: none (rows.go).
+	maxInto func(dst, src []float32) int
+	subInto func(dst, a, b []float32) int
+	accum   func(dst []float64, src []float32) int
 }
 
 var goImpl = &impl{name: "go",
