@@ -323,3 +323,40 @@ func TestGemmPackedEmptyK(t *testing.T) {
 	GemmPacked(false, 2, []float32{}, 1, pk, c, 3, false)
 	require.Equal(t, []float32{0, 0, 0, 0, 0, 0}, c)
 }
+
+// Update repacks only the listed column blocks and leaves the original
+// Packed as it was: both equal PackB of their own data, bit for bit.
+func TestPackedUpdate(t *testing.T) {
+	eachPath(t, func(t *testing.T) {
+		rng := rand.New(rand.NewPCG(21, 22))
+		for _, tb := range []bool{true, false} {
+			k, n, m := 300, 2*BlockCols+70, 20
+			ldb := n
+			if tb {
+				ldb = k
+			}
+			b := randSlice[float32](rng, k*n)
+			old := append([]float32(nil), b...)
+			pk := PackB(tb, k, n, b, ldb)
+			// Change one value in column block 1 and one in block 2.
+			at := func(p, j int) int {
+				if tb {
+					return j*ldb + p
+				}
+				return p*ldb + j
+			}
+			b[at(7, BlockCols+5)] += 1
+			b[at(k-1, 2*BlockCols+69)] -= 2
+			up := pk.Update(b, ldb, []int{1, 2})
+			a := randSlice[float32](rng, m*k)
+			want, got := make([]float32, m*n), make([]float32, m*n)
+			GemmPacked(false, m, a, k, PackB(tb, k, n, b, ldb), want, n, false)
+			GemmPacked(false, m, a, k, up, got, n, false)
+			require.Equal(t, want, got, "updated, transB %v", tb)
+			GemmPacked(false, m, a, k, PackB(tb, k, n, old, ldb), want, n, false)
+			GemmPacked(false, m, a, k, pk, got, n, false)
+			require.Equal(t, want, got, "the original is unchanged, transB %v", tb)
+			require.Panics(t, func() { pk.Update(b, ldb, []int{3}) })
+		}
+	})
+}

@@ -37,6 +37,35 @@ func PackB[T Float](transB bool, k, n int, b []T, ldb int) *Packed[T] {
 	return pk
 }
 
+// BlockCols is the number of op(B)'s columns per packed block: Update
+// packs whole blocks.
+const BlockCols = nc
+
+// Update returns the Packed of b (same transB, k, n as pk; b laid out as
+// PackB's, with ldb) when only op(B)'s column blocks listed in blocks
+// (column j in block j/BlockCols) may differ from what pk was packed from:
+// those are packed anew, every other block is shared with pk. pk itself
+// is not changed (a product using it meanwhile is unaffected).
+func (pk *Packed[T]) Update(b []T, ldb int, blocks []int) *Packed[T] {
+	np := *pk
+	np.panel = append([][]T(nil), pk.panel...)
+	np.b, np.ldb = b, ldb
+	for _, blk := range blocks {
+		j0 := blk * nc
+		if blk < 0 || j0 >= pk.n {
+			panic("gemm: Update of a column block out of range")
+		}
+		nb := min(nc, pk.n-j0)
+		for q, p0 := 0, 0; p0 < pk.k; q, p0 = q+1, p0+kc {
+			kb := min(kc, pk.k-p0)
+			dst := make([]T, (nb+pk.pa.nr-1)/pk.pa.nr*pk.pa.nr*kb)
+			packB(pk.pa, pk.trans, b, ldb, p0, j0, kb, nb, dst)
+			np.panel[blk*pk.nkb+q] = dst
+		}
+	}
+	return &np
+}
+
 // Dims returns op(B)'s k and n.
 func (pk *Packed[T]) Dims() (k, n int) { return pk.k, pk.n }
 
