@@ -89,8 +89,7 @@ type fLinear[T float] struct {
 	out, in int
 	pk      *gemm.Packed[T] // Wᵀ packed once (packcache.go), or nil
 	sc      *scratch[T]     // the Task's step buffers (scratch.go), or nil
-	hash    uint64          // of w's values when hashed: for the call that built l
-	hashed  bool
+	blocks  []uint64        // hashes of w's row blocks once hashed (packcache.go), for the call that built l
 }
 
 func newFLinear[T float](rd reading, l *linear.Model) (fLinear[T], bool) {

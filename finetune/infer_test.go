@@ -1,6 +1,7 @@
 package finetune_test
 
 import (
+	"fmt"
 	"math"
 	"testing"
 
@@ -376,4 +377,40 @@ func TestPredictorReusesPackedWeights(t *testing.T) {
 	ng, err := nilP.PredictMaskedLM(m, inputsOf(bertSentences))
 	require.NoError(t, err)
 	assert.Equal(t, want[0].Logits.Data().F64(), ng[0].Logits.Data().F64())
+}
+
+// A Predictor whose vocabulary projection spans several packed blocks
+// follows row changes in any block (as an adapter's rows swapped in and
+// out between calls), repacking only those blocks: after every change its
+// predictions equal the functions' (nothing cached) bit for bit.
+func TestPredictorFollowsChangedProjectionRows(t *testing.T) {
+	m, batch := mediumBERT(2600) // 3 blocks of packed columns
+	in := make([]finetune.SequenceInput, 2)
+	for i := range in {
+		in[i] = finetune.SequenceInput{Tokens: batch[i].Tokens}
+	}
+	dec := m.Layers[len(m.Layers)-1].(*linear.Model)
+	w := mat.Data[float32](dec.W.Value())
+	dim := dec.W.Value().Shape()[1]
+	p := finetune.NewPredictor()
+	check := func(what string) {
+		t.Helper()
+		want, err := finetune.PredictMaskedLM(m, in)
+		require.NoError(t, err)
+		got, err := p.PredictMaskedLM(m, in)
+		require.NoError(t, err)
+		for s := range want {
+			require.Equal(t, want[s].Logits.Data().F32(), got[s].Logits.Data().F32(), "%s, sequence %d", what, s)
+		}
+	}
+	check("first call")
+	for _, row := range []int{2599, 5, 1500} {
+		old := append([]float32(nil), w[row*dim:(row+1)*dim]...)
+		for j := range dim {
+			w[row*dim+j] = 0.25 * float32(j%7)
+		}
+		check(fmt.Sprintf("row %d changed", row))
+		copy(w[row*dim:(row+1)*dim], old)
+		check(fmt.Sprintf("row %d restored", row))
+	}
 }

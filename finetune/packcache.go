@@ -48,7 +48,8 @@ const (
 
 type packEntry struct {
 	hash   uint64
-	packed any // *gemm.Packed[T]
+	blocks []uint64 // packT: the hash of every block of gemm.BlockCols rows
+	packed any      // *gemm.Packed[T]
 }
 
 func newPackCache() *packCache { return &packCache{m: map[packKey]packEntry{}} }
@@ -108,23 +109,35 @@ func hashSerial[T float](s []T) uint64 {
 }
 
 // packedT returns the packed Wᵀ of l (out×in, so op(B) is in×out), packing
-// it when the cache has no current copy.
+// it when the cache has no current copy. When only some blocks of
+// gemm.BlockCols rows changed (a vocabulary projection with a few token
+// rows swapped in), only those are packed again.
 func packedT[T float](c *packCache, l *fLinear[T]) *gemm.Packed[T] {
 	key := packKey{unsafe.Pointer(&l.w[0]), len(l.w), packT}
-	h := l.weightHash()
+	h, blocks := l.weightHash(), l.blockHashes()
 	c.mu.Lock()
 	e, ok := c.m[key]
 	c.mu.Unlock()
-	if ok && e.hash == h {
-		if p, ok := e.packed.(*gemm.Packed[T]); ok {
-			if k, n := p.Dims(); k == l.in && n == l.out {
-				return p
+	var p *gemm.Packed[T]
+	if old, isT := e.packed.(*gemm.Packed[T]); ok && isT {
+		if k, n := old.Dims(); k == l.in && n == l.out && len(e.blocks) == len(blocks) {
+			if e.hash == h {
+				return old
 			}
+			var changed []int
+			for b, bh := range blocks {
+				if bh != e.blocks[b] {
+					changed = append(changed, b)
+				}
+			}
+			p = old.Update(l.w, l.in, changed)
 		}
 	}
-	p := gemm.PackB(true, l.in, l.out, l.w, l.in)
+	if p == nil {
+		p = gemm.PackB(true, l.in, l.out, l.w, l.in)
+	}
 	c.mu.Lock()
-	c.m[key] = packEntry{hash: h, packed: p}
+	c.m[key] = packEntry{hash: h, blocks: blocks, packed: p}
 	c.mu.Unlock()
 	return p
 }
@@ -239,12 +252,32 @@ func (f *fBERT[T]) usePacks(c *packCache) {
 	}
 }
 
-// weightHash is hashValues(l.w), computed once per fLinear value.
+// weightHash is the hash of l.w's values: of its blocks' hashes
+// (blockHashes), combined in order.
 func (l *fLinear[T]) weightHash() uint64 {
-	if !l.hashed {
-		l.hash, l.hashed = hashValues(l.w), true
+	out := uint64(len(l.w))
+	for _, h := range l.blockHashes() {
+		out = (out ^ h) * 0x9e3779b97f4a7c15
 	}
-	return l.hash
+	return out
+}
+
+// blockHashes returns hashValues of every block of gemm.BlockCols rows of
+// l.w (one packed column block of Wᵀ each), computed in parallel once
+// per fLinear value.
+func (l *fLinear[T]) blockHashes() []uint64 {
+	if l.blocks != nil {
+		return l.blocks
+	}
+	rows := gemm.BlockCols * max(1, l.in)
+	hs := make([]uint64, max(1, (len(l.w)+rows-1)/rows))
+	parFor(len(hs), 1, func(lo, hi int) {
+		for b := lo; b < hi; b++ {
+			hs[b] = hashValues(l.w[min(len(l.w), b*rows):min(len(l.w), (b+1)*rows)])
+		}
+	})
+	l.blocks = hs
+	return hs
 }
 
 // hashAll hashes the weights of every linear layer of the blocks and
