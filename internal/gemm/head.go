@@ -84,32 +84,35 @@ func headRows(pa *path, transA bool, m, n, k int, a []float32, lda int, b []floa
 	bBase := uintptr(unsafe.Pointer(&b[0]))
 	panels := (n + 31) / 32
 
-	// prefetch returns where the kernels of the panel at row ii over block
-	// p0 prefetch from and by how many bytes a step, so that what the
+	// prefetch returns where kernel q of the panel at row ii over block
+	// p0 prefetches from and by how many bytes a step, so that what the
 	// next kernels read from memory is in cache when they start. Tall
 	// (W·h): the next panel's rows of A (contiguous when lda = k), spread
-	// over the panel's kernels. Deep (Wᵀ·g): the next block of k, its rows
-	// of A (contiguous when transposed) then of B, spread over the block's
-	// kernels. A prefetch is a hint: past the operands it does no harm.
-	prefetch := func(ii, p0 int) (uintptr, int) {
+	// evenly over the panel's kernels. Deep (Wᵀ·g): the next block of k,
+	// first A's lines under this goroutine's columns (transposed A: one
+	// column of lines down the block's rows a kernel), then B's rows, a
+	// line a step; the block's later kernels repeat one line. A prefetch
+	// is a hint: past the operands it does no harm.
+	aLines := ceilDiv(int(aBase%64)+4*m, 64) // lines of a row of transposed A
+	prefetch := func(ii, p0, q int) (uintptr, int) {
 		if k <= m {
 			span := 4 * mr * lda // bytes of the next panel of A
 			steps := panels * k  // steps of this panel's kernels
 			step := min(64, ceilDiv(span, steps))
-			return aBase + uintptr(4*(ii+mr)*lda+p0*panels*step), step
+			return aBase + uintptr(4*(ii+mr)*lda+(p0*panels+q*min(kc, k-p0))*step), step
 		}
-		spanA := 0
+		t := ii/mr*panels + q // kernels of this block before this one
+		next := p0 + kc
 		if transA {
-			spanA = 4 * kc * lda
+			if t < aLines {
+				return aBase&^63 + uintptr(4*next*lda+64*t), 4 * lda
+			}
+			t -= aLines
 		}
-		spanB := 4 * kc * ldb
-		steps := ceilDiv(m, mr) * panels * kc
-		step := min(64, ceilDiv(spanA+spanB, steps))
-		t := ii / mr * panels * min(kc, k-p0) * step // bytes the block's earlier kernels took
-		if t < spanA {
-			return aBase + uintptr(4*(p0+kc)*lda+t), step
+		if off := t * kc * 64; off < 4*kc*ldb {
+			return bBase + uintptr(4*next*ldb+off), 64
 		}
-		return bBase + uintptr(4*(p0+kc)*ldb+t-spanA), step
+		return bBase, 0
 	}
 
 	// tiles runs the kernels of the panel at row ii over block p0 of k.
@@ -127,7 +130,6 @@ func headRows(pa *path, transA bool, m, n, k int, a []float32, lda int, b []floa
 		default:
 			ap = &a[ii*lda+p0]
 		}
-		pf, pfstep := prefetch(ii, p0)
 		for q := range panels {
 			j := q * 32
 			w := min(32, n-j)
@@ -135,7 +137,8 @@ func headRows(pa *path, transA bool, m, n, k int, a []float32, lda int, b []floa
 			if p0 == 0 && !accumulate {
 				cin, ldcin = &headZeros[0], 0
 			}
-			headTile(kb, ap, sp, si, &b[p0*ldb+j], ldb, &c[ii*ldc+j], ldc, cin, ldcin, h, w, pf+uintptr(q*kb*pfstep), pfstep)
+			pf, pfstep := prefetch(ii, p0, q)
+			headTile(kb, ap, sp, si, &b[p0*ldb+j], ldb, &c[ii*ldc+j], ldc, cin, ldcin, h, w, pf, pfstep)
 		}
 	}
 	if k <= m {
