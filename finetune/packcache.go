@@ -16,6 +16,7 @@ import (
 	"unsafe"
 
 	"github.com/gopeft/gopeft/internal/gemm"
+	"github.com/gopeft/gopeft/internal/wordhash"
 )
 
 // packCache maps a weight's data (its first element's address and length)
@@ -60,7 +61,8 @@ func newPackCache() *packCache { return &packCache{m: map[packKey]packEntry{}} }
 const hashChunk = 1 << 20
 
 // hashValues is a 64-bit hash of the bits of every value of s: of each
-// chunk of hashChunk values (hashed in parallel), combined in order.
+// chunk of hashChunk values (hashed in parallel), then of the chunks'
+// hashes in order.
 func hashValues[T float](s []T) uint64 {
 	if len(s) <= hashChunk {
 		return hashSerial(s)
@@ -71,41 +73,16 @@ func hashValues[T float](s []T) uint64 {
 			hs[i] = hashSerial(s[i*hashChunk : min(len(s), (i+1)*hashChunk)])
 		}
 	})
-	out := uint64(len(s))
-	for _, h := range hs {
-		out = (out ^ h) * 0x9e3779b97f4a7c15
-	}
-	return out
+	return hashSerial(hs)
 }
 
-// hashSerial is a 64-bit hash of the bits of every value of s (four
-// independent multiply-xor lanes over 8-byte words, then the tail).
-func hashSerial[T float](s []T) uint64 {
+// hashSerial is wordhash.Sum64 of the bytes of s (AVX-512 where the CPU
+// has it), 0 for no values.
+func hashSerial[T float | uint64](s []T) uint64 {
 	if len(s) == 0 {
 		return 0
 	}
-	b := unsafe.Slice((*byte)(unsafe.Pointer(&s[0])), len(s)*int(unsafe.Sizeof(s[0])))
-	words := unsafe.Slice((*uint64)(unsafe.Pointer(&b[0])), len(b)/8)
-	const m1, m2 = 0x9e3779b97f4a7c15, 0xff51afd7ed558ccd
-	h := [4]uint64{1, 2, 3, 4}
-	i := 0
-	for ; i+4 <= len(words); i += 4 {
-		h[0] = (h[0] ^ words[i]) * m1
-		h[1] = (h[1] ^ words[i+1]) * m1
-		h[2] = (h[2] ^ words[i+2]) * m1
-		h[3] = (h[3] ^ words[i+3]) * m1
-	}
-	for ; i < len(words); i++ {
-		h[0] = (h[0] ^ words[i]) * m2
-	}
-	for _, c := range b[len(words)*8:] {
-		h[1] = (h[1] ^ uint64(c)) * m2
-	}
-	out := uint64(len(b))
-	for _, x := range h {
-		out = (out ^ x ^ (x >> 29)) * m2
-	}
-	return out
+	return wordhash.Sum64(unsafe.Slice((*byte)(unsafe.Pointer(&s[0])), len(s)*int(unsafe.Sizeof(s[0]))))
 }
 
 // packedT returns the packed Wᵀ of l (out×in, so op(B) is in×out), packing

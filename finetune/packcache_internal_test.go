@@ -69,6 +69,26 @@ func TestHashValues(t *testing.T) {
 	assert.NotEqual(t, hashValues(a[:8]), hashValues(a))
 	assert.Equal(t, uint64(0), hashValues([]float64(nil)))
 
+	// Negating any two values (two sign bits) changes the hash; the first
+	// hash (one multiply per word and lane) missed pairs whose words met
+	// in the same lane one step apart, such as values 1 and 9.
+	v := make([]float32, 600)
+	for i := range v {
+		v[i] = float32(i) + 0.5
+	}
+	hv := hashValues(v)
+	for i := range v {
+		v[i] = -v[i]
+		for j := i + 1; j < len(v); j++ {
+			v[j] = -v[j]
+			if hashValues(v) == hv {
+				t.Fatalf("negating values %d and %d leaves the hash", i, j)
+			}
+			v[j] = -v[j]
+		}
+		v[i] = -v[i]
+	}
+
 	// Large slices are hashed in chunks in parallel: a change in any
 	// chunk, or in the ragged last one, still changes the hash.
 	big := make([]float32, 2*hashChunk+5)

@@ -1,0 +1,5 @@
+//go:build !amd64 || purego
+
+package wordhash
+
+func supported() []*impl { return []*impl{goImpl} }
