@@ -8,10 +8,13 @@
 // accumulates a tile of C in registers. On amd64 the float32 micro-kernel
 // is assembly chosen at run time: 12×32 with AVX-512 (gemm_amd64.s,
 // kernel512), else 6×16 with AVX2 and FMA (kernel256); with -tags purego,
-// on other architectures, and for float64 it is plain Go.
+// on other architectures, and for float64 it is plain Go. The AVX-512 path
+// also packs in assembly (pack_amd64.s: a row-major A into 12-row panels,
+// a transposed B into 32-column panels) and writes edge tiles straight into
+// C under masks (kernel512e, kernel512he).
 //
-// Large products are split over up to GOMAXPROCS goroutines along m or n.
-// Every element of C is computed by the same sequence of operations however
+// Large products are split over up to GOMAXPROCS goroutines along m or n;
+// along m the workers share B's packed blocks (sharedRows). Every element of C is computed by the same sequence of operations however
 // the work is split, so results are deterministic: bit-identical from run
 // to run on the same machine.
 package gemm
