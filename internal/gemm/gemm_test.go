@@ -176,7 +176,9 @@ func TestGemmDeterministicAcrossSplits(t *testing.T) {
 // workers, ragged edges, each operand transposed or not.
 func testDeterministicAcrossSplits(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
-	shapes := [][3]int{{300, 257, 700}, {400, 40, 600}, {1030, 1027, 260}, {50, 300, 900}, {40, 30, 2000}}
+	// {36, 32, 16400}: B's blocks fill three runs, so a shared buffer is
+	// reused.
+	shapes := [][3]int{{300, 257, 520}, {400, 40, 600}, {1030, 1027, 20}, {50, 300, 900}, {40, 30, 2000}, {36, 32, 16400}}
 	old := runtime.GOMAXPROCS(0)
 	defer runtime.GOMAXPROCS(old)
 	for _, s := range shapes {
@@ -190,10 +192,18 @@ func testDeterministicAcrossSplits(t *testing.T) {
 				if tb {
 					ldb = k + 5
 				}
-				a, b := randSlice[float32](rng, max(m, k)*lda), randSlice[float32](rng, max(n, k)*ldb)
+				rowsA, rowsB := m, k
+				if ta {
+					rowsA = k
+				}
+				if tb {
+					rowsB = n
+				}
+				a, b := randSlice[float32](rng, rowsA*lda), randSlice[float32](rng, rowsB*ldb)
 				var want []float32
 				for _, procs := range []int{1, 2, 3, 4} {
 					runtime.GOMAXPROCS(procs)
+					poisonPool()
 					got := make([]float32, m*n)
 					Gemm(ta, tb, m, n, k, a, lda, b, ldb, got, n, false)
 					if want == nil {
@@ -208,6 +218,26 @@ func testDeterministicAcrossSplits(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// poisonPool fills pooled buffers with NaN, so that a product reading a
+// buffer before it is (re)packed fails, even when the stale contents came
+// from the same product.
+func poisonPool() {
+	var bs []*buffers[float32]
+	for range 8 {
+		b := pools.f32.Get().(*buffers[float32])
+		for i := range b.a {
+			b.a[i] = float32(math.NaN())
+		}
+		for i := range b.b {
+			b.b[i] = float32(math.NaN())
+		}
+		bs = append(bs, b)
+	}
+	for _, b := range bs {
+		pools.f32.Put(b)
 	}
 }
 
