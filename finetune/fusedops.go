@@ -20,6 +20,7 @@ import (
 
 	"github.com/gopeft/gopeft/hfact"
 	"github.com/gopeft/gopeft/internal/gemm"
+	"github.com/gopeft/gopeft/internal/vmath"
 )
 
 // float is the element type of the fused path.
@@ -507,7 +508,7 @@ func (a *fAttention[T]) forward(x []T, qs []span, m []T, ms []span, train bool) 
 			lq, lk := qs[s].n, ms[s].n
 			pt := p[pOff[s]+j*lq*lk : pOff[s]+(j+1)*lq*lk]
 			qo, ko, co := qs[s].off*ldq+j*dh, ms[s].off*ldm+j*dh, qs[s].off*w+j*dh
-			gemm.Gemm(false, true, lq, lk, dh, q[qo:], ldq, k[ko:], ldm, pt, lk, false)
+			gemm.Small(false, true, lq, lk, dh, q[qo:], ldq, k[ko:], ldm, pt, lk, false)
 			hd := a.heads[j]
 			causal := hd.causal && lq > 1
 			for r := 0; r < lq; r++ {
@@ -519,7 +520,7 @@ func (a *fAttention[T]) forward(x []T, qs []span, m []T, ms []span, train bool) 
 				softmaxRow(row[:valid], hd.scale)
 				clear(row[valid:])
 			}
-			gemm.Gemm(false, false, lq, dh, lk, pt, lk, v[ko:], ldm, ctx[co:], w, false)
+			gemm.Small(false, false, lq, dh, lk, pt, lk, v[ko:], ldm, ctx[co:], w, false)
 		}
 	})
 	y := a.out.forward(ctx, nq)
@@ -562,14 +563,14 @@ func (a *fAttention[T]) forward(x []T, qs []span, m []T, ms []span, train bool) 
 				qo, ko := qs[s].off*ldq+j*dh, ms[s].off*ldm+j*dh // in q; in k and v
 				cqo := qs[s].off*w + j*dh                        // in gctx
 				gqo, gko := qs[s].off*lg+j*dh, ms[s].off*lg+j*dh // in the gradients
-				gemm.Gemm(false, true, lq, lk, dh, gctx[cqo:], w, v[ko:], ldm, gpt, lk, false)
-				gemm.Gemm(true, false, lk, dh, lq, pt, lk, gctx[cqo:], w, gv[gko:], lg, false)
+				gemm.Small(false, true, lq, lk, dh, gctx[cqo:], w, v[ko:], ldm, gpt, lk, false)
+				gemm.Small(true, false, lk, dh, lq, pt, lk, gctx[cqo:], w, gv[gko:], lg, false)
 				scale := a.heads[j].scale
 				for r := 0; r < lq; r++ {
 					softmaxBackwardRow(pt[r*lk:(r+1)*lk], gpt[r*lk:(r+1)*lk], scale)
 				}
-				gemm.Gemm(false, false, lq, dh, lk, gpt, lk, k[ko:], ldm, gq[gqo:], lg, false)
-				gemm.Gemm(true, false, lk, dh, lq, gpt, lk, q[qo:], ldq, gk[gko:], lg, false)
+				gemm.Small(false, false, lq, dh, lk, gpt, lk, k[ko:], ldm, gq[gqo:], lg, false)
+				gemm.Small(true, false, lk, dh, lq, gpt, lk, q[qo:], ldq, gk[gko:], lg, false)
 			}
 		})
 		if g3 != nil {
@@ -615,8 +616,12 @@ func rowsOf(ss []span) int {
 }
 
 // softmaxRow replaces row by softmax(scale·row), as spago's Softmax of
-// the scaled scores.
+// the scaled scores (float32: vmath.Softmax32, one vector pass fewer).
 func softmaxRow[T float](row []T, scale T) {
+	if r, ok := any(row).([]float32); ok {
+		vmath.Softmax32(r, float32(scale))
+		return
+	}
 	h0, h1 := T(math.Inf(-1)), T(math.Inf(-1))
 	i := 0
 	for ; i+2 <= len(row); i += 2 {
@@ -681,6 +686,10 @@ func sqDev4[T float](s []T, mean T) T {
 // gradient of the unscaled scores: scale·p⊙(g − p·g). Masked positions
 // have p = 0 and get 0.
 func softmaxBackwardRow[T float](p, g []T, scale T) {
+	if p32, ok := any(p).([]float32); ok {
+		vmath.SoftmaxBackward32(p32, any(g).([]float32), float32(scale))
+		return
+	}
 	var dot T
 	for i := range p {
 		dot += p[i] * g[i]

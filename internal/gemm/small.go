@@ -1,0 +1,95 @@
+package gemm
+
+import "unsafe"
+
+// Small computes C = op(A)·op(B), or C += op(A)·op(B) when accumulate is
+// set, with the operands of Gemm, for the many tiny products of attention
+// (one per sequence and head: 64×64×64 at BERT-S). Its values equal
+// Gemm's bit for bit.
+//
+// Gemm's fixed costs (a pooled buffer, closures per block, packing both
+// operands into panels) are a large part of a product this small. Small
+// reads A in place (transposed or not: the micro-kernel takes any stride)
+// and a row-major B in place, runs on the calling goroutine, and never
+// reads outside the operands: a ragged last row panel is computed
+// backwards from the last row (the kernel stores only its first rows,
+// which are then the last rows of C) and a ragged last column panel is
+// shifted left to end at the last column, with a mask that keeps the
+// columns already written untouched. Only a transposed B is packed.
+//
+// Products the float32 AVX-512 kernel does not serve this way (float64,
+// other kernels, m < 12, n < 32, k > 256, n > 1,024) are Gemm's.
+func Small[T Float](transA, transB bool, m, n, k int, a []T, lda int, b []T, ldb int, c []T, ldc int, accumulate bool) {
+	a32, ok := any(a).([]float32)
+	pa := active
+	if !ok || !smallPath(pa) || m < pa.mr || n < pa.nr || k > kc || n > nc || k == 0 {
+		Gemm(transA, transB, m, n, k, a, lda, b, ldb, c, ldc, accumulate)
+		return
+	}
+	b32, c32 := any(b).([]float32), any(c).([]float32)
+	small32(pa, transA, transB, m, n, k, a32, lda, b32, ldb, c32, ldc, accumulate)
+}
+
+func small32(pa *path, transA, transB bool, m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, accumulate bool) {
+	mr, nr := pa.mr, pa.nr
+	// The assembly cannot check bounds: the last values read and written.
+	_ = c[(m-1)*ldc+n-1]
+	sp, si := 1, lda // A(i, p) at a[p*sp + i*si]
+	if transA {
+		sp, si = lda, 1
+		_ = a[(k-1)*lda+m-1]
+	} else {
+		_ = a[(m-1)*lda+k-1]
+	}
+	if !accumulate {
+		for i := range m {
+			clear(c[i*ldc : i*ldc+n])
+		}
+	}
+	// B's column panels: read in place (rows ldb apart) or packed (rows nr
+	// apart, the ragged last panel zero-padded).
+	bd, sb := b, ldb
+	var buf *buffers[float32]
+	if transB {
+		_ = b[(n-1)*ldb+k-1]
+		buf = pools.f32.Get().(*buffers[float32])
+		defer pools.f32.Put(buf)
+		packB(pa, true, b, ldb, 0, 0, k, n, buf.b)
+		bd, sb = buf.b, nr
+	} else {
+		_ = b[(k-1)*ldb+n-1]
+	}
+	full := m / mr * mr // rows of the full row panels
+	hEdge := m - full   // rows of the ragged last one
+	for j0 := 0; j0 < n; j0 += nr {
+		w := min(nr, n-j0)
+		// The panel's first column in C and its columns to write (bits
+		// of a mask over the tile's nr columns).
+		cj, mask := j0, uint32(1)<<w-1
+		bp := &bd[j0*k] // packed: panel j0/nr
+		if !transB {
+			if w < nr { // shifted left to end at column n
+				cj, mask = n-nr, ^(uint32(1)<<(nr-w) - 1)
+			}
+			bp = &bd[cj]
+		}
+		for i0 := 0; i0 < full; i0 += mr {
+			ap := &a[i0*si]
+			ct := &c[i0*ldc+cj]
+			if w == nr {
+				pa.k32(k, ap, sp, si, bp, sb, ct, ldc)
+			} else {
+				smallEdge(k, ap, sp, si, bp, sb, ct, ldc, mr, mask)
+			}
+		}
+		if hEdge > 0 {
+			// Rows m-1 down to m-mr, of which the first hEdge are stored.
+			ap := &a[(m-1)*si]
+			ct := &c[(m-1)*ldc+cj]
+			smallEdge(k, ap, sp, -si, bp, sb, ct, -ldc, hEdge, mask)
+		}
+	}
+}
+
+// add returns p advanced by n values.
+func add(p *float32, n int) *float32 { return (*float32)(unsafe.Add(unsafe.Pointer(p), 4*n)) }
