@@ -124,16 +124,8 @@ func (o *affineOp[T]) Forward() (mat.Tensor, error) {
 	w, b, h := mat.Data[T](o.w.Value()), mat.Data[T](o.b.Value()), mat.Data[T](o.h.Value())
 	v, d := o.w.Value().Shape()[0], o.w.Value().Shape()[1]
 	n := o.h.Value().Shape()[1]
-	y := o.sc.get(v * n) // every row set to its bias, then the product accumulated
-	parFor(v, max(1, elementChunk/max(1, n)), func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			row := y[i*n : (i+1)*n]
-			for j := range row {
-				row[j] = b[i]
-			}
-		}
-	})
-	gemm.Gemm(false, false, v, n, d, w, d, h, n, y, n, true)
+	y := o.sc.get(v * n) // every row starts from its bias, the product accumulated onto it
+	gemm.GemmRowBias(false, false, v, n, d, w, d, h, n, b, y, n)
 	return mat.NewDense[T](mat.WithShape(v, n), mat.WithBacking(y)), nil
 }
 

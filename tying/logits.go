@@ -2,8 +2,6 @@ package tying
 
 import (
 	"fmt"
-	"runtime"
-	"sync"
 
 	"github.com/nlpodyssey/spago/ag"
 	"github.com/nlpodyssey/spago/mat"
@@ -129,12 +127,10 @@ func forward[T float.DType](o *logitsOp) mat.Tensor {
 	vocab, dim := o.w.Value().Shape()[0], o.w.Value().Shape()[1]
 	n := o.h.Value().Shape()[1]
 	// Every row starts at its bias and the product is accumulated onto it
-	// (as finetune's inference computes logits): one pass over the
-	// vocab×n result fewer than adding the bias afterwards, and that
-	// pass split over the cores.
+	// (as finetune's inference computes logits), the bias going into the
+	// product's first sums: no pass over the vocab×n result before.
 	ys := make([]T, vocab*n)
-	fillRows(ys, bs, n)
-	gemm.Gemm(false, false, vocab, n, dim, w, dim, hs, n, ys, n, true)
+	gemm.GemmRowBias(false, false, vocab, n, dim, w, dim, hs, n, bs, ys, n)
 	if len(o.ids) > 0 {
 		// The k rows' logits: one k×dim by dim×n product onto their biases.
 		r := gatherRows[T](o.rows, dim)
@@ -204,33 +200,4 @@ func gatherRows[T float.DType](rows []mat.Tensor, dim int) []T {
 		copy(out[j*dim:(j+1)*dim], data[T](r))
 	}
 	return out
-}
-
-// fillRows sets every element of row v of ys (rows of n) to bs[v], split
-// over GOMAXPROCS goroutines when large.
-func fillRows[T float.DType](ys, bs []T, n int) {
-	fill := func(v0, v1 int) {
-		for v := v0; v < v1; v++ {
-			row := ys[v*n : (v+1)*n]
-			for c := range row {
-				row[c] = bs[v]
-			}
-		}
-	}
-	vocab := len(bs)
-	workers := min(runtime.GOMAXPROCS(0), len(ys)/(1<<16))
-	if workers <= 1 {
-		fill(0, vocab)
-		return
-	}
-	var wg sync.WaitGroup
-	per := (vocab + workers - 1) / workers
-	for v0 := 0; v0 < vocab; v0 += per {
-		wg.Add(1)
-		go func(v0, v1 int) {
-			defer wg.Done()
-			fill(v0, v1)
-		}(v0, min(vocab, v0+per))
-	}
-	wg.Wait()
 }

@@ -36,6 +36,12 @@ var headZeros [32]float32
 // m·k ≥ headMinMK, and A readable in place (transposed, or rows not a
 // multiple of 4 KiB apart, as aInPlace).
 func headGemm[T Float](pa *path, transA, transB bool, m, n, k int, a []T, lda int, b []T, ldb int, c []T, ldc int, accumulate bool) bool {
+	return headGemmBias(pa, transA, transB, m, n, k, a, lda, b, ldb, nil, c, ldc, accumulate)
+}
+
+// headGemmBias is headGemm, C starting from rowBias[i] in every column of
+// row i when rowBias is not nil (accumulate is then ignored).
+func headGemmBias[T Float](pa *path, transA, transB bool, m, n, k int, a []T, lda int, b []T, ldb int, rowBias []T, c []T, ldc int, accumulate bool) bool {
 	if transB || n > headMaxN || k == 0 || m*k < headMinMK || !headOn(pa) || (!transA && lda%1024 == 0) {
 		return false
 	}
@@ -44,13 +50,21 @@ func headGemm[T Float](pa *path, transA, transB bool, m, n, k int, a []T, lda in
 		return false
 	}
 	b32, c32 := any(b).([]float32), any(c).([]float32)
+	var bias32 []float32
+	if rowBias != nil {
+		bias32 = any(rowBias).([]float32)[:m]
+	}
 	if workers := runtime.GOMAXPROCS(0); workers > 1 && m*n*k >= minParallel && m > pa.mr {
 		splitRows(pa, transA, m, a32, lda, workers, func(rows int, sa []float32, i0 int) {
-			headRows(pa, transA, rows, n, k, sa, lda, b32, ldb, c32[i0*ldc:], ldc, accumulate)
+			var rb []float32
+			if bias32 != nil {
+				rb = bias32[i0:]
+			}
+			headRows(pa, transA, rows, n, k, sa, lda, b32, ldb, rb, c32[i0*ldc:], ldc, accumulate)
 		})
 		return true
 	}
-	headRows(pa, transA, m, n, k, a32, lda, b32, ldb, c32, ldc, accumulate)
+	headRows(pa, transA, m, n, k, a32, lda, b32, ldb, bias32, c32, ldc, accumulate)
 	return true
 }
 
@@ -59,7 +73,7 @@ func headGemm[T Float](pa *path, transA, transB bool, m, n, k int, a []T, lda in
 // (W·h) each panel runs over all of k before the next, so that the rows of
 // C it writes stay in cache; otherwise (Wᵀ·g) each block of k runs over
 // all panels, so that the block of B does.
-func headRows(pa *path, transA bool, m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, accumulate bool) {
+func headRows(pa *path, transA bool, m, n, k int, a []float32, lda int, b []float32, ldb int, rowBias []float32, c []float32, ldc int, accumulate bool) {
 	const mr = 12
 	if pa.mr != mr {
 		panic("gemm: head path needs 12-row panels")
@@ -134,7 +148,11 @@ func headRows(pa *path, transA bool, m, n, k int, a []float32, lda int, b []floa
 			j := q * 32
 			w := min(32, n-j)
 			cin, ldcin := &c[ii*ldc+j], ldc
-			if p0 == 0 && !accumulate {
+			switch {
+			case p0 > 0:
+			case rowBias != nil:
+				cin, ldcin = &rowBias[ii], -1 // a column: rowBias[ii+i] in all of row i
+			case !accumulate:
 				cin, ldcin = &headZeros[0], 0
 			}
 			pf, pfstep := prefetch(ii, p0, q)
@@ -256,4 +274,26 @@ func headPacked[T Float](pa *path, transA bool, m int, a []T, lda int, pk *Packe
 		}
 	}
 	return true
+}
+
+// GemmRowBias computes C = op(A)·op(B) + bias·1ᵀ: every row i of C (m×n)
+// starts from bias[i] (m values) and the product accumulates onto it, as
+// the logits W·h + b of a vocabulary head. Values equal setting every row
+// and calling Gemm with accumulate, bit for bit; on the head path the
+// bias goes into the first block's sums, with no pass over C before.
+func GemmRowBias[T Float](transA, transB bool, m, n, k int, a []T, lda int, b []T, ldb int, bias []T, c []T, ldc int) {
+	if m == 0 || n == 0 {
+		return
+	}
+	_ = bias[m-1]
+	if k > 0 && headGemmBias(active, transA, transB, m, n, k, a, lda, b, ldb, bias, c, ldc, true) {
+		return
+	}
+	for i := 0; i < m; i++ {
+		row := c[i*ldc : i*ldc+n]
+		for j := range row {
+			row[j] = bias[i]
+		}
+	}
+	Gemm(transA, transB, m, n, k, a, lda, b, ldb, c, ldc, true)
 }

@@ -21,7 +21,8 @@ func headTile(kb int, ap *float32, sp, si int, bp *float32, sb int, c *float32, 
 
 // head512 is C[0:h, cols] = cin[0:h, cols] + A·B over kb steps, the
 // columns set in the masks m0 (0–15) and m1 (16–31), prefetching one line
-// a step from pf on (head_amd64.s).
+// a step from pf on (head_amd64.s). With ldcin < 0, row i adds cin[i] to
+// every column.
 //
 //go:noescape
 func head512(kb int, ap *float32, sp, si int, bp *float32, sb int, c *float32, ldc int, cin *float32, ldcin int, h, m0, m1 int, pf uintptr, pfstep int)

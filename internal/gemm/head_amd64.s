@@ -7,7 +7,8 @@
 // (row stride ldcin) rather than from C itself, so that the first block of
 // a product adds a row of zeros or the bias (ldcin = 0) instead of
 // reading C after a separate pass has set it; the additions are the same,
-// in the same order (acc + cin), so the bits are. And every step prefetches
+// in the same order (acc + cin), so the bits are. With ldcin < 0, cin is
+// a column: row i adds cin[i] to all its columns (a bias per row). And every step prefetches
 // one line, at pf, then pf += pfstep: the caller points it at the operand
 // the next kernels read from memory (the next panel of W).
 
@@ -87,6 +88,29 @@
 	DECQ    SI; \
 	JZ      done
 
+// HROW2B is HROW2 when cin is a column (ldcin < 0): row i adds cin[i],
+// broadcast, to every column.
+#define HROW2B(za, zb, done) \
+	VBROADCASTSS (AX), Z26; \
+	VADDPS  Z26, za, K1, za; \
+	VADDPS  Z26, zb, K2, zb; \
+	VMOVUPS za, K1, (DX); \
+	VMOVUPS zb, K2, 64(DX); \
+	ADDQ    R8, DX; \
+	ADDQ    $4, AX; \
+	DECQ    SI; \
+	JZ      done
+
+// HROW1B is HROW2B for one accumulator per row.
+#define HROW1B(za, done) \
+	VBROADCASTSS (AX), Z26; \
+	VADDPS  Z26, za, K1, za; \
+	VMOVUPS za, K1, (DX); \
+	ADDQ    R8, DX; \
+	ADDQ    $4, AX; \
+	DECQ    SI; \
+	JZ      done
+
 // HROW1 is HROW2 for head512h's one accumulator per row (mask K1).
 #define HROW1(za, done) \
 	VADDPS  (AX), za, K1, za; \
@@ -114,7 +138,8 @@
 	LEAQ  (R11)(DX*1), R13; \
 	LEAQ  (R13)(DX*1), R14
 
-// HEPILOGUE loads the operands of the additions and stores.
+// HEPILOGUE loads the operands of the additions and stores, and sets the
+// sign flag when cin is a column (ldcin < 0).
 #define HEPILOGUE \
 	MOVQ c+48(FP), DX; \
 	MOVQ ldc+56(FP), R8; \
@@ -122,7 +147,8 @@
 	MOVQ cin+64(FP), AX; \
 	MOVQ ldcin+72(FP), BX; \
 	SHLQ $2, BX; \
-	MOVQ h+80(FP), SI
+	MOVQ h+80(FP), SI; \
+	TESTQ BX, BX
 
 // func head512(kb int, ap *float32, sp, si int, bp *float32, sb int, c *float32, ldc int, cin *float32, ldcin int, h, m0, m1 int, pf *float32, pfstep int)
 //
@@ -150,6 +176,7 @@ loop:
 
 store:
 	HEPILOGUE
+	JS column
 	HROW2(Z0, Z1, done)
 	HROW2(Z2, Z3, done)
 	HROW2(Z4, Z5, done)
@@ -162,6 +189,20 @@ store:
 	HROW2(Z18, Z19, done)
 	HROW2(Z20, Z21, done)
 	HROW2(Z22, Z23, done)
+
+column:
+	HROW2B(Z0, Z1, done)
+	HROW2B(Z2, Z3, done)
+	HROW2B(Z4, Z5, done)
+	HROW2B(Z6, Z7, done)
+	HROW2B(Z8, Z9, done)
+	HROW2B(Z10, Z11, done)
+	HROW2B(Z12, Z13, done)
+	HROW2B(Z14, Z15, done)
+	HROW2B(Z16, Z17, done)
+	HROW2B(Z18, Z19, done)
+	HROW2B(Z20, Z21, done)
+	HROW2B(Z22, Z23, done)
 
 done:
 	VZEROUPPER
@@ -218,6 +259,7 @@ looph:
 
 storeh:
 	HEPILOGUE
+	JS columnh
 	HROW1(Z0, doneh)
 	HROW1(Z1, doneh)
 	HROW1(Z2, doneh)
@@ -230,6 +272,20 @@ storeh:
 	HROW1(Z9, doneh)
 	HROW1(Z10, doneh)
 	HROW1(Z11, doneh)
+
+columnh:
+	HROW1B(Z0, doneh)
+	HROW1B(Z1, doneh)
+	HROW1B(Z2, doneh)
+	HROW1B(Z3, doneh)
+	HROW1B(Z4, doneh)
+	HROW1B(Z5, doneh)
+	HROW1B(Z6, doneh)
+	HROW1B(Z7, doneh)
+	HROW1B(Z8, doneh)
+	HROW1B(Z9, doneh)
+	HROW1B(Z10, doneh)
+	HROW1B(Z11, doneh)
 
 doneh:
 	VZEROUPPER
@@ -296,6 +352,7 @@ loop8:
 
 store8:
 	HEPILOGUE
+	JS column8
 	HROW2(Z0, Z1, done8)
 	HROW2(Z2, Z3, done8)
 	HROW2(Z4, Z5, done8)
@@ -304,6 +361,16 @@ store8:
 	HROW2(Z10, Z11, done8)
 	HROW2(Z12, Z13, done8)
 	HROW2(Z14, Z15, done8)
+
+column8:
+	HROW2B(Z0, Z1, done8)
+	HROW2B(Z2, Z3, done8)
+	HROW2B(Z4, Z5, done8)
+	HROW2B(Z6, Z7, done8)
+	HROW2B(Z8, Z9, done8)
+	HROW2B(Z10, Z11, done8)
+	HROW2B(Z12, Z13, done8)
+	HROW2B(Z14, Z15, done8)
 
 done8:
 	VZEROUPPER

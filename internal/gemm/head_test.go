@@ -78,3 +78,47 @@ func TestHeadTakes(t *testing.T) {
 	require.False(t, headGemm(active, false, false, 64, 64, 64, a, 64, b, 64, c, 64, false), "small")
 	require.False(t, headGemm(goPath, false, false, 30522, 80, 128, a, 128, b, 80, c, 80, false), "portable path")
 }
+
+// GemmRowBias gives the bits of setting every row of C to its bias and
+// accumulating the product with the blocked path (serial), on the head
+// path's shapes and others, split or not, on every kernel path.
+func TestGemmRowBias(t *testing.T) {
+	eachPath(t, func(t *testing.T) {
+		rng := rand.New(rand.NewPCG(33, 34))
+		old := runtime.GOMAXPROCS(0)
+		defer runtime.GOMAXPROCS(old)
+		shapes := append([][3]int{{5, 7, 3}, {40, 120, 300}, {13, 80, 0}}, headShapes[:4]...)
+		for _, s := range shapes {
+			m, n, k := s[0], s[1], s[2]
+			for _, ta := range []bool{false, true} {
+				lda, ldb, ldc := k+2, n+1, n+3
+				rowsA := m
+				if ta {
+					lda, rowsA = m+4, k
+				}
+				a, b := randSlice[float32](rng, max(1, rowsA*lda)), randSlice[float32](rng, max(1, k*ldb))
+				bias := randSlice[float32](rng, m)
+				want := randSlice[float32](rng, m*ldc)
+				c0 := append([]float32(nil), want...)
+				for i := range m {
+					for j := range n {
+						want[i*ldc+j] = bias[i]
+					}
+				}
+				if k > 0 {
+					serial(active, ta, false, m, n, k, a, lda, b, ldb, want, ldc)
+				}
+				for _, procs := range []int{1, 2} {
+					runtime.GOMAXPROCS(procs)
+					got := append([]float32(nil), c0...)
+					GemmRowBias(ta, false, m, n, k, a, lda, b, ldb, bias, got, ldc)
+					for i := range got {
+						if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+							t.Fatalf("%v transA %v procs %d: C[%d, %d] = %g, want %g", s, ta, procs, i/ldc, i%ldc, got[i], want[i])
+						}
+					}
+				}
+			}
+		}
+	})
+}
