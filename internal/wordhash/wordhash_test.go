@@ -240,7 +240,7 @@ func TestSum64Lengths(t *testing.T) {
 
 func TestPath(t *testing.T) {
 	assert.Equal(t, supported()[0].name, Path())
-	assert.Contains(t, []string{"avx512", "go"}, Path())
+	assert.Contains(t, []string{"avx512", "avx2", "go"}, Path())
 }
 
 var sink uint64
