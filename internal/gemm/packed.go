@@ -179,11 +179,7 @@ func serialPackedBlocks[T Float](pa *path, transA bool, m int, a []T, lda int, p
 	buf := p.Get().(*buffers[T])
 	defer p.Put(buf)
 	nr := pa.nr
-	// A is read in place unless its rows are a multiple of 4 KiB apart
-	// (they would share cache sets): with A packed by assembly, reading
-	// it in place still measured 1–4% faster on x·Wᵀ at 512 rows
-	// (BenchmarkShapes, GOMAXPROCS=1), and it saves each worker the pack.
-	aDirect := transA || lda%1024 != 0
+	aDirect := aInPlace(transA, lda)
 	blk := b0 * pk.nkb
 	for j0 := b0 * nc; j0 < min(pk.n, b1*nc); j0 += nc {
 		nb := min(nc, pk.n-j0)

@@ -84,7 +84,7 @@ func sharedRows[T Float](pa *path, transA, transB bool, m, n, k int, a []T, lda 
 	mr, nr := pa.mr, pa.nr
 	step := ceilTo(ceilDiv(m, workers), mr)
 	nw := ceilDiv(m, step)
-	aDirect := aInPlace(pa, transA, n, lda)
+	aDirect := aInPlace(transA, lda)
 
 	// The blocks of B, each with its offset in its run's buffer.
 	type block struct{ j0, p0, nb, kb, off int }

@@ -20,6 +20,8 @@ var stepShapes = []struct {
 	{name: "xWt-512x1024x256-packed", tb: true, m: 512, n: 1024, k: 256, packed: true},
 	{name: "xWt-512x256x1024-packed", tb: true, m: 512, n: 256, k: 1024, packed: true},
 	{name: "gW-512x256x1024", m: 512, n: 256, k: 1024},
+	{name: "gW-512x256x256", m: 512, n: 256, k: 256},
+	{name: "gW-512x1024x256", m: 512, n: 1024, k: 256},
 	{name: "Wh-30522x80x256", m: 30522, n: 80, k: 256},
 	{name: "WtG-256x80x30522", ta: true, m: 256, n: 80, k: 30522},
 	{name: "NN-2048x2048x2048", m: 2048, n: 2048, k: 2048},
