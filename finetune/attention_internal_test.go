@@ -131,6 +131,8 @@ func BenchmarkAttentionCore(b *testing.B) {
 		d := s.h * dh
 		_, a := attentionPair(rng, s.h, dh, d, false)
 		a.sc.poison = false
+		// The stacked, packed projections of a Task's step.
+		usePacks(newPackCache(), []fBlock[float32]{{att: a}})
 		var qs []span
 		for i := range seqs {
 			qs = append(qs, span{i * l, l})

@@ -9,3 +9,7 @@ func smallPath(*path) bool { return false }
 func smallEdge(kb int, ap *float32, sp, si int, bp *float32, sb int, c *float32, ldc int, h int, mask uint32) {
 	panic("gemm: no AVX-512 edge kernel")
 }
+
+func smallTile(kb int, ap *float32, sp, si int, bp *float32, sb int, c *float32, ldc int, h int, mask uint32, set bool) {
+	panic("gemm: no AVX-512 tile kernel")
+}
