@@ -184,7 +184,7 @@ func headRows(pa *path, transA bool, m, n, k int, a []float32, lda int, b []floa
 // memory once) and add the bias or zeros to the first block's sums in
 // place of C's values, so no pass sets C first.
 func headPacked[T Float](pa *path, transA bool, m int, a []T, lda int, pk *Packed[T], c []T, ldc int, b0, b1 int, start cStart[T]) bool {
-	if m >= pk.n || m == 0 || pk.k == 0 || !headOn(pa) || (!transA && lda%1024 == 0) {
+	if m >= pk.n || m > mc || m == 0 || pk.k == 0 || !headOn(pa) || (!transA && lda%1024 == 0) {
 		return false
 	}
 	a32, ok := any(a).([]float32)

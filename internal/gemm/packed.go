@@ -137,10 +137,12 @@ func gemmPacked[T Float](transA bool, m int, a []T, lda int, pk *Packed[T], c []
 		return
 	}
 	workers := runtime.GOMAXPROCS(0)
-	if blocks := len(pk.panel) / pk.nkb; workers > 1 && m*n*k >= minParallel && m < n && blocks >= 2 {
-		// Few rows, many columns (a vocabulary projection): the workers
-		// take whole column blocks, so B (the large operand) is read once
-		// in all, not once per worker, and the work splits evenly.
+	if blocks := len(pk.panel) / pk.nkb; workers > 1 && m*n*k >= minParallel && m <= mc && m < n && blocks >= 2 {
+		// Few rows (one block of A), many columns (a vocabulary
+		// projection): the workers take whole column blocks, so B (the
+		// large operand) is read once in all, not once per worker. With
+		// more rows the row split below balances better (3 blocks would
+		// split 2:1).
 		workers = min(workers, blocks)
 		per := (blocks + workers - 1) / workers
 		var wg sync.WaitGroup
