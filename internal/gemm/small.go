@@ -23,11 +23,11 @@ import "unsafe"
 // against Gemm's 3.3–3.5.
 //
 // Products the float32 AVX-512 kernel does not serve this way (float64,
-// other kernels, m < 12, n < 32, k > 256, n > 1,024) are Gemm's.
+// other kernels, m < 4, k > 256, n > 1,024) are Gemm's.
 func Small[T Float](transA, transB bool, m, n, k int, a []T, lda int, b []T, ldb int, c []T, ldc int, accumulate bool) {
 	a32, ok := any(a).([]float32)
 	pa := active
-	if !ok || !smallPath(pa) || m < pa.mr || n < pa.nr || k > kc || n > nc || k == 0 {
+	if !ok || !smallPath(pa) || m < 4 || k > kc || n > nc || k == 0 {
 		Gemm(transA, transB, m, n, k, a, lda, b, ldb, c, ldc, accumulate)
 		return
 	}
@@ -57,24 +57,30 @@ func small32(pa *path, transA, transB bool, m, n, k int, a []float32, lda int, b
 	}
 	// B's column panels: read in place (rows ldb apart) or, transposed,
 	// packed (rows nr apart, the ragged last panel zero-padded).
-	bd, sb := b, ldb
 	if transB {
 		_ = b[(n-1)*ldb+k-1]
-		buf := pools.f32.Get().(*buffers[float32])
-		defer pools.f32.Put(buf)
-		packB(pa, true, b, ldb, 0, 0, k, n, buf.b)
-		bd, sb = buf.b, nr
 	} else {
 		_ = b[(k-1)*ldb+n-1]
 	}
-	full := m / mr * mr // rows of the full row panels
+	bd, sb := b, ldb
+	packed := transB || n < nr // a row-major B narrower than a panel: padded
+	if packed {
+		buf := pools.f32.Get().(*buffers[float32])
+		defer pools.f32.Put(buf)
+		packB(pa, transB, b, ldb, 0, 0, k, n, buf.b)
+		bd, sb = buf.b, nr
+	}
+	full := 0 // rows of the full row panels
+	if m >= mr {
+		full = m / mr * mr
+	}
 	for j0 := 0; j0 < n; j0 += nr {
 		w := min(nr, n-j0)
 		// The panel's first column in C and its columns to write (bits
 		// of a mask over the tile's nr columns).
 		cj, mask := j0, uint32(1)<<w-1
 		bp := &bd[j0*k] // packed: panel j0/nr
-		if !transB {
+		if !packed {
 			if w < nr { // shifted left to end at column n
 				cj, mask = n-nr, ^(uint32(1)<<(nr-w) - 1)
 			}
@@ -88,14 +94,15 @@ func small32(pa *path, transA, transB bool, m, n, k int, a []float32, lda int, b
 				smallTile(k, ap, sp, si, bp, sb, ct, ldc, mr, mask, set)
 			}
 		}
-		// The last rows, rem < mr: 4 rows at a time (the 4-row kernel)
-		// when at most 8 remain, else one tile; the last tile runs
-		// backwards from row m-1 (the kernel stores its first rows, the
-		// last of C), so that no row past m-1 is read.
+		// The last rows, rem < mr: one 12-row tile when more than 8
+		// remain below a full panel, else 4 rows at a time (the 4-row
+		// kernel); the last tile runs backwards from row m-1 (the kernel
+		// stores its first rows, the last of C), so that no row past m-1
+		// (nor before row 0: m ≥ 4) is read.
 		rem, i0 := m-full, full
-		if rem > 4 && rem <= 8 {
+		for (rem <= 8 || full == 0) && rem > 4 {
 			smallTile(k, &a[i0*si], sp, si, bp, sb, &c[i0*ldc+cj], ldc, 4, mask, set)
-			rem -= 4
+			rem, i0 = rem-4, i0+4
 		}
 		if rem > 0 {
 			smallTile(k, &a[(m-1)*si], sp, -si, bp, sb, &c[(m-1)*ldc+cj], -ldc, rem, mask, set)
