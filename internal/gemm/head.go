@@ -21,10 +21,11 @@ import (
 const (
 	headMaxN  = 96      // widest B the head path takes (3 column panels)
 	headMinMK = 1 << 20 // smallest m·k it takes (below, A stays in cache)
-)
 
-// headAhead is how many panels of B ahead headPacked prefetches.
-var headAhead = 1
+	// headAhead is how many panels of B ahead headPacked prefetches
+	// (1 and 2 measured alike, 3 and 4 slower).
+	headAhead = 1
+)
 
 // headZeros is the row a first block adds its sums to when C starts from
 // zeros (acc + 0, as serial's clear then add).
@@ -177,8 +178,11 @@ func headRows(pa *path, transA bool, m, n, k int, a []float32, lda int, b []floa
 // headPacked runs serialPackedBlocks' product (B's column blocks [b0, b1)
 // of pk) on the head path and reports true, or reports false, doing
 // nothing, when it does not take it: float32 on a path with head kernels,
-// fewer rows than columns (inference's logits y·Wᵀ, 80 rows against a
-// vocabulary), A readable in place. Each 32-column panel of B, for every
+// fewer rows than columns and at most mc (inference's logits y·Wᵀ, 80
+// rows against a vocabulary), A readable in place. Every panel of B runs
+// over all of A, which must stay in L2: with 512 rows the blocked order
+// was faster (GOMAXPROCS=1, blocked → head GFLOP/s by CPU time:
+// 512×1024×256 249–259 → 233–240, 512×30522×256 209–214 → 206–208). Each 32-column panel of B, for every
 // block of k, runs over all row panels of A (C's tile stays in cache);
 // the kernels prefetch the next panel of B (the packed Wᵀ streams from
 // memory once) and add the bias or zeros to the first block's sums in

@@ -122,3 +122,21 @@ func TestGemmRowBias(t *testing.T) {
 		}
 	})
 }
+
+// GemmPacked sends few-row products (at most mc rows, fewer
+// than columns) to the head path and others not.
+func TestHeadPackedTakes(t *testing.T) {
+	if !headOn(active) {
+		t.Skipf("no head kernels on path %s", active.name)
+	}
+	rng := rand.New(rand.NewPCG(35, 36))
+	for _, s := range []struct {
+		m, n, k int
+		takes   bool
+	}{{80, 3100, 260, true}, {mc, 1100, 40, true}, {mc + 1, 1100, 40, false}, {80, 50, 100, false}} {
+		a, b := randSlice[float32](rng, s.m*s.k), randSlice[float32](rng, s.n*s.k)
+		pk := PackB(true, s.k, s.n, b, s.k)
+		c := make([]float32, s.m*s.n)
+		require.Equal(t, s.takes, headPacked(active, false, s.m, a, s.k, pk, c, s.n, 0, ceilDiv(s.n, nc), cStart[float32]{zero: true}), "%+v", s)
+	}
+}
