@@ -127,11 +127,12 @@ func packedT[T float](c *packCache, l *fLinear[T]) *gemm.Packed[T] {
 // packed.
 func packedCat[T float](c *packCache, parts []*fLinear[T], trans bool) *gemm.Packed[T] {
 	in, out := parts[0].in, 0
-	h := uint64(len(parts))
+	hs := make([]uint64, 0, len(parts))
 	for _, l := range parts {
 		out += l.out
-		h = (h ^ l.weightHash()) * 0x9e3779b97f4a7c15
+		hs = append(hs, l.weightHash())
 	}
+	h := hashWords(hs)
 	kind, k, n := packCatT, in, out
 	if !trans {
 		kind, k, n = packCatPlain, out, in
@@ -229,14 +230,18 @@ func (f *fBERT[T]) usePacks(c *packCache) {
 	}
 }
 
-// weightHash is the hash of l.w's values: of its blocks' hashes
-// (blockHashes), combined in order.
+// weightHash is the hash of l.w's values: of its length and its blocks'
+// hashes (blockHashes), in order.
 func (l *fLinear[T]) weightHash() uint64 {
-	out := uint64(len(l.w))
-	for _, h := range l.blockHashes() {
-		out = (out ^ h) * 0x9e3779b97f4a7c15
+	return hashWords(append([]uint64{uint64(len(l.w))}, l.blockHashes()...))
+}
+
+// hashWords combines hashes (in order) with wordhash's full mixing.
+func hashWords(hs []uint64) uint64 {
+	if len(hs) == 0 {
+		return 0
 	}
-	return out
+	return wordhash.Sum64(unsafe.Slice((*byte)(unsafe.Pointer(&hs[0])), 8*len(hs)))
 }
 
 // blockHashes returns hashValues of every block of gemm.BlockCols rows of
