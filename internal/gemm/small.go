@@ -23,11 +23,11 @@ import "unsafe"
 // against Gemm's 3.3–3.5.
 //
 // Products the float32 AVX-512 kernel does not serve this way (float64,
-// other kernels, m < 4, k > 256, n > 1,024) are Gemm's.
+// other kernels, m < 4, k > 256, n > 1,024, empty) are Gemm's.
 func Small[T Float](transA, transB bool, m, n, k int, a []T, lda int, b []T, ldb int, c []T, ldc int, accumulate bool) {
 	a32, ok := any(a).([]float32)
 	pa := active
-	if !ok || !smallPath(pa) || m < 4 || k > kc || n > nc || k == 0 {
+	if !ok || !smallPath(pa) || m < 4 || n == 0 || k == 0 || k > kc || n > nc {
 		Gemm(transA, transB, m, n, k, a, lda, b, ldb, c, ldc, accumulate)
 		return
 	}

@@ -74,6 +74,29 @@ func TestSmallEqualsGemm(t *testing.T) {
 	})
 }
 
+// Empty products: nothing written for n = 0; C set to 0 for k = 0 unless
+// accumulating, as Gemm.
+func TestSmallEmpty(t *testing.T) {
+	a, b := make([]float32, 12*5), make([]float32, 5)
+	c := []float32{7}
+	Small(false, false, 12, 0, 5, a, 5, b, 0, c, 1, false)
+	Small(false, true, 12, 0, 5, a, 5, nil, 5, c, 1, false)
+	if c[0] != 7 {
+		t.Fatalf("n = 0 wrote C: %v", c)
+	}
+	c = []float32{7, 7, 7, 7, 7, 7}
+	Small(false, false, 6, 1, 0, nil, 0, nil, 1, c, 1, true)
+	if c[5] != 7 {
+		t.Fatalf("k = 0 with accumulate changed C: %v", c)
+	}
+	Small(false, false, 6, 1, 0, nil, 0, nil, 1, c, 1, false)
+	for _, v := range c {
+		if v != 0 {
+			t.Fatalf("k = 0 did not clear C: %v", c)
+		}
+	}
+}
+
 func TestSmallFloat64(t *testing.T) {
 	rng := rand.New(rand.NewPCG(33, 34))
 	m, n, k := 20, 40, 16
