@@ -23,16 +23,26 @@ import "unsafe"
 // against Gemm's 3.3–3.5.
 //
 // Products the float32 AVX-512 kernel does not serve this way (float64,
-// other kernels, m < 4, k > 256, n > 1,024, empty) are Gemm's.
+// other kernels, m < 4, n > 1,024, empty) are Gemm's.
 func Small[T Float](transA, transB bool, m, n, k int, a []T, lda int, b []T, ldb int, c []T, ldc int, accumulate bool) {
 	a32, ok := any(a).([]float32)
 	pa := active
-	if !ok || !smallPath(pa) || m < 4 || n == 0 || k == 0 || k > kc || n > nc {
+	if !ok || !smallPath(pa) || m < 4 || n == 0 || k == 0 || n > nc {
 		Gemm(transA, transB, m, n, k, a, lda, b, ldb, c, ldc, accumulate)
 		return
 	}
 	b32, c32 := any(b).([]float32), any(c).([]float32)
-	small32(pa, transA, transB, m, n, k, a32, lda, b32, ldb, c32, ldc, accumulate)
+	// Blocks of kc steps, each added to C, as Gemm sums them.
+	for p0 := 0; p0 < k; p0 += kc {
+		ao, bo := p0, p0*ldb // op(A)(0, p0), op(B)(p0, 0)
+		if transA {
+			ao = p0 * lda
+		}
+		if transB {
+			bo = p0
+		}
+		small32(pa, transA, transB, m, n, min(kc, k-p0), a32[ao:], lda, b32[bo:], ldb, c32, ldc, accumulate || p0 > 0)
+	}
 }
 
 func small32(pa *path, transA, transB bool, m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, accumulate bool) {
