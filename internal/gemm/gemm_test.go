@@ -392,3 +392,25 @@ func TestPackedUpdate(t *testing.T) {
 		}
 	})
 }
+
+// GemmPacked's rows are claimed in chunks by however many goroutines
+// start in time: the result is the same bits for any GOMAXPROCS, run
+// after run.
+func TestGemmPackedAnySplit(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	rng := rand.New(rand.NewPCG(31, 32))
+	for _, s := range [][3]int{{512, 256, 256}, {301, 700, 520}, {97, 64, 300}} {
+		m, n, k := s[0], s[1], s[2]
+		a, b := randSlice[float32](rng, m*k), randSlice[float32](rng, n*k)
+		pk := PackB(true, k, n, b, k)
+		runtime.GOMAXPROCS(1)
+		want := make([]float32, m*n)
+		GemmPacked(false, m, a, k, pk, want, n, false)
+		for _, procs := range []int{2, 3, 4, 2} {
+			runtime.GOMAXPROCS(procs)
+			got := make([]float32, m*n)
+			GemmPacked(false, m, a, k, pk, got, n, false)
+			require.Equal(t, want, got, "shape %v, GOMAXPROCS %d", s, procs)
+		}
+	}
+}

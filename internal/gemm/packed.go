@@ -157,7 +157,10 @@ func gemmPacked[T Float](transA bool, m int, a []T, lda int, pk *Packed[T], c []
 		return
 	}
 	if workers > 1 && m*n*k >= minParallel && m >= 2*pa.mr {
-		splitRows(pa, transA, m, a, lda, workers, func(rows int, sa []T, i0 int) {
+		// Blocks of rows claimed in turn (B is packed already: nothing to
+		// share), at most mc rows each and at least two per worker.
+		chunk := min(mc, ceilTo(ceilDiv(m, 8*workers), pa.mr))
+		claimRows(transA, m, a, lda, workers, chunk, func(rows int, sa []T, i0 int) {
 			serialPacked(pa, transA, rows, sa, lda, pk, c[i0*ldc:], ldc, start)
 		})
 		return

@@ -66,6 +66,32 @@ func splitRows[T Float](pa *path, transA bool, m int, a []T, lda, workers int, f
 	})
 }
 
+// claimRows runs f on chunks of A's rows (chunk rows each, a multiple of
+// mr; the last may be shorter), which up to workers goroutines, the caller
+// first, claim in turn until none is left: a goroutine that starts late
+// (its core woken from idle, which takes tens of µs in a VM) takes fewer
+// chunks instead of holding the product up. Which goroutine computes a
+// chunk does not change any value.
+func claimRows[T Float](transA bool, m int, a []T, lda, workers, chunk int, f func(rows int, sa []T, i0 int)) {
+	var next atomic.Int64
+	chunks := ceilDiv(m, chunk)
+	run(min(workers, chunks), func(int) {
+		for {
+			c := int(next.Add(1)) - 1
+			if c >= chunks {
+				return
+			}
+			i0 := c * chunk
+			rows := min(chunk, m-i0)
+			if transA {
+				f(rows, a[i0:], i0)
+			} else {
+				f(rows, a[i0*lda:], i0)
+			}
+		}
+	})
+}
+
 // sharedRows is serial with C's rows split over workers that share the
 // packed blocks of B. B's blocks (in serial's order) are grouped into runs
 // that fill one buffer of kc·nc values; for each run every worker packs its
