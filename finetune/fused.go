@@ -482,12 +482,14 @@ func fusedMaskedLM(fwd Forward, m *bert.ModelForMaskedLM, inputs []bertInput, po
 	case *mat.Dense[float32]:
 		if f, ok := fusedBERTOf[float32](training, m.Bert, head); ok {
 			f.usePacks(cache)
+			f.useBackPacks(cache)
 			f.useScratch(scratchOf[float32](cache))
 			return f.maskedLM(inputs, positions)
 		}
 	case *mat.Dense[float64]:
 		if f, ok := fusedBERTOf[float64](training, m.Bert, head); ok {
 			f.usePacks(cache)
+			f.useBackPacks(cache)
 			f.useScratch(scratchOf[float64](cache))
 			return f.maskedLM(inputs, positions)
 		}
@@ -659,6 +661,8 @@ func fusedSeq2Seq(fwd Forward, s seq2Seq, sources, decoderInputs [][]int, cache 
 		if f, ok := fusedBARTOf[float32](training, s); ok {
 			usePacks(cache, f.encBlocks)
 			usePacks(cache, f.decBlocks)
+			useBackPacks(cache, f.encBlocks)
+			useBackPacks(cache, f.decBlocks)
 			useScratch(scratchOf[float32](cache), f.encBlocks)
 			useScratch(scratchOf[float32](cache), f.decBlocks)
 			return f.seq2seq(sources, decoderInputs)
@@ -667,6 +671,8 @@ func fusedSeq2Seq(fwd Forward, s seq2Seq, sources, decoderInputs [][]int, cache 
 		if f, ok := fusedBARTOf[float64](training, s); ok {
 			usePacks(cache, f.encBlocks)
 			usePacks(cache, f.decBlocks)
+			useBackPacks(cache, f.encBlocks)
+			useBackPacks(cache, f.decBlocks)
 			useScratch(scratchOf[float64](cache), f.encBlocks)
 			useScratch(scratchOf[float64](cache), f.decBlocks)
 			return f.seq2seq(sources, decoderInputs)

@@ -89,6 +89,7 @@ type fLinear[T float] struct {
 	w, b    []T
 	out, in int
 	pk      *gemm.Packed[T] // Wᵀ packed once (packcache.go), or nil
+	pkBack  *gemm.Packed[T] // W packed once for the backward's g·W (training), or nil
 	sc      *scratch[T]     // the Task's step buffers (scratch.go), or nil
 	blocks  []uint64        // hashes of w's row blocks once hashed (packcache.go), for the call that built l
 }
@@ -130,6 +131,10 @@ func (l fLinear[T]) forward(x []T, n int) []T {
 
 // backwardTo adds (or writes, when !acc) gy·W (n×in) into gx.
 func (l fLinear[T]) backwardTo(gx []T, ldgx int, gy []T, ldgy, n int, acc bool) {
+	if l.pkBack != nil {
+		gemm.GemmPacked(false, n, gy, ldgy, l.pkBack, gx, ldgx, acc)
+		return
+	}
 	gemm.Gemm(false, false, n, l.in, l.out, gy, ldgy, l.w, l.in, gx, ldgx, acc)
 }
 

@@ -45,6 +45,7 @@ const (
 	packT        packKind = iota // one weight's transpose (x·Wᵀ)
 	packCatT                     // stacked weights' transpose (x·Wᵀ)
 	packCatPlain                 // stacked weights as they are (g·W)
+	packPlain                    // one weight as it is (g·W)
 )
 
 type packEntry struct {
@@ -291,4 +292,65 @@ func hashAll[T float](blocks []fBlock[T], steps [][]fStep[T]) {
 			l.weightHash()
 		}
 	})
+}
+
+// packedPlain returns l's weight packed as it is (op(B) = W, out×in) for
+// the backward's g·W, packing it when the cache has no current copy.
+func packedPlain[T float](c *packCache, l *fLinear[T]) *gemm.Packed[T] {
+	key := packKey{unsafe.Pointer(&l.w[0]), len(l.w), packPlain}
+	h := l.weightHash()
+	c.mu.Lock()
+	e, ok := c.m[key]
+	c.mu.Unlock()
+	if p, isP := e.packed.(*gemm.Packed[T]); ok && isP && e.hash == h {
+		if k, n := p.Dims(); k == l.out && n == l.in {
+			return p
+		}
+	}
+	p := gemm.PackB(false, l.out, l.in, l.w, l.in)
+	c.mu.Lock()
+	c.m[key] = packEntry{hash: h, packed: p}
+	c.mu.Unlock()
+	return p
+}
+
+// useBackPacks gives the linear layers whose input gradient a training
+// step computes (attention outputs, feed-forward and head steps) their
+// weight packed for g·W from c (nil c: nothing). Inference never calls
+// it: the copies cost one packed copy of those weights.
+func useBackPacks[T float](c *packCache, blocks []fBlock[T], steps ...[]fStep[T]) {
+	if c == nil {
+		return
+	}
+	lin := func(l *fLinear[T]) {
+		if l != nil && len(l.w) > 0 {
+			l.pkBack = packedPlain(c, l)
+		}
+	}
+	stepsOf := func(ss []fStep[T]) {
+		for i := range ss {
+			lin(ss[i].lin)
+		}
+	}
+	for _, b := range blocks {
+		if b.att != nil {
+			lin(&b.att.out)
+		}
+		stepsOf(b.ffn)
+	}
+	for _, ss := range steps {
+		stepsOf(ss)
+	}
+}
+
+// useBackPacks is useBackPacks for the encoder, its projector and the
+// head's steps.
+func (f *fBERT[T]) useBackPacks(c *packCache) {
+	if c == nil {
+		return
+	}
+	useBackPacks(c, f.blocks, f.transform)
+	if f.projector != nil {
+		f.projector.pkBack = packedPlain(c, f.projector)
+	}
 }

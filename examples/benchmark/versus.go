@@ -295,7 +295,7 @@ var stepShapes = []struct {
 	{name: "attention projections 512×256×256 (x·Wᵀ, W packed once)", m: 512, n: 256, k: 256, tb: true, gTB: true, gm: 512, gn: 256, gk: 256, packed: true},
 	{name: "FFN up 512×1024×256 (x·Wᵀ, W packed once)", m: 512, n: 1024, k: 256, tb: true, gTB: true, gm: 512, gn: 1024, gk: 256, packed: true},
 	{name: "FFN down 512×256×1024 (x·Wᵀ, W packed once)", m: 512, n: 256, k: 1024, tb: true, gTB: true, gm: 512, gn: 256, gk: 1024, packed: true},
-	{name: "input gradient 512×256×1024 (g·W)", m: 512, n: 256, k: 1024, gm: 512, gn: 256, gk: 1024},
+	{name: "input gradient 512×256×1024 (g·W, W packed once)", m: 512, n: 256, k: 1024, gm: 512, gn: 256, gk: 1024, packed: true},
 	{name: "tied head 80×30522×256 (ours: W·h, 30522×80)", m: 80, n: 30522, k: 256, tb: true, gm: 30522, gn: 80, gk: 256},
 	{name: "head input gradient 80×256×30522 (ours: Wᵀ·g)", m: 80, n: 256, k: 30522, gTA: true, gm: 256, gn: 80, gk: 30522},
 }
