@@ -57,13 +57,16 @@ func splitRows[T Float](pa *path, transA bool, m int, a []T, lda, workers int, f
 	step := ceilTo(ceilDiv(m, workers), pa.mr)
 	run(ceilDiv(m, step), func(w int) {
 		i0 := w * step
-		rows := min(step, m-i0)
-		if transA {
-			f(rows, a[i0:], i0)
-		} else {
-			f(rows, a[i0*lda:], i0)
-		}
+		f(min(step, m-i0), fromRow(transA, a, lda, i0), i0)
 	})
+}
+
+// fromRow is op(A) from row i0 on.
+func fromRow[T Float](transA bool, a []T, lda, i0 int) []T {
+	if transA {
+		return a[i0:]
+	}
+	return a[i0*lda:]
 }
 
 // claimRows runs f on chunks of A's rows (chunk rows each, a multiple of
@@ -82,12 +85,7 @@ func claimRows[T Float](transA bool, m int, a []T, lda, workers, chunk int, f fu
 				return
 			}
 			i0 := c * chunk
-			rows := min(chunk, m-i0)
-			if transA {
-				f(rows, a[i0:], i0)
-			} else {
-				f(rows, a[i0*lda:], i0)
-			}
+			f(min(chunk, m-i0), fromRow(transA, a, lda, i0), i0)
 		}
 	})
 }
