@@ -182,16 +182,6 @@ func usePacks[T float](c *packCache, blocks []fBlock[T], steps ...[]fStep[T]) {
 		return
 	}
 	hashAll(blocks, steps)
-	lin := func(l *fLinear[T]) {
-		if l != nil && len(l.w) > 0 {
-			l.pk = packedT(c, l)
-		}
-	}
-	stepsOf := func(ss []fStep[T]) {
-		for i := range ss {
-			lin(ss[i].lin)
-		}
-	}
 	for _, b := range blocks {
 		if a := b.att; a != nil {
 			var qs, kvs []*fLinear[T]
@@ -210,13 +200,46 @@ func usePacks[T float](c *packCache, blocks []fBlock[T], steps ...[]fStep[T]) {
 				all := append(qs, kvs...)
 				a.qkvCat, a.qkvBack = catLinear(c, all), packedCat(c, all, false)
 			}
-			lin(&a.out)
 		}
-		stepsOf(b.ffn)
+	}
+	for _, l := range linears(blocks, steps, false) {
+		l.pk = packedT(c, l)
+	}
+}
+
+// linears lists the linear layers (with weights) of the blocks and steps:
+// every attention's output and, with heads, its heads' query, key and
+// value projections; the feed-forward and other steps' layers.
+func linears[T float](blocks []fBlock[T], steps [][]fStep[T], heads bool) []*fLinear[T] {
+	var ls []*fLinear[T]
+	add := func(l *fLinear[T]) {
+		if l != nil && len(l.w) > 0 {
+			ls = append(ls, l)
+		}
+	}
+	addSteps := func(ss []fStep[T]) {
+		for i := range ss {
+			add(ss[i].lin)
+		}
+	}
+	for _, b := range blocks {
+		if a := b.att; a != nil {
+			if heads {
+				for j := range a.heads {
+					h := &a.heads[j]
+					add(&h.q)
+					add(&h.k)
+					add(&h.v)
+				}
+			}
+			add(&a.out)
+		}
+		addSteps(b.ffn)
 	}
 	for _, ss := range steps {
-		stepsOf(ss)
+		addSteps(ss)
 	}
+	return ls
 }
 
 // usePacks gives the encoder's, projector's and head's linear layers their
@@ -266,27 +289,7 @@ func (l *fLinear[T]) blockHashes() []uint64 {
 // hashAll hashes the weights of every linear layer of the blocks and
 // steps, in parallel, before usePacks looks them up one by one.
 func hashAll[T float](blocks []fBlock[T], steps [][]fStep[T]) {
-	var ls []*fLinear[T]
-	addSteps := func(ss []fStep[T]) {
-		for i := range ss {
-			if ss[i].lin != nil {
-				ls = append(ls, ss[i].lin)
-			}
-		}
-	}
-	for _, b := range blocks {
-		if a := b.att; a != nil {
-			for j := range a.heads {
-				h := &a.heads[j]
-				ls = append(ls, &h.q, &h.k, &h.v)
-			}
-			ls = append(ls, &a.out)
-		}
-		addSteps(b.ffn)
-	}
-	for _, ss := range steps {
-		addSteps(ss)
-	}
+	ls := linears(blocks, steps, true)
 	parFor(len(ls), 1, func(lo, hi int) {
 		for _, l := range ls[lo:hi] {
 			l.weightHash()
@@ -322,24 +325,8 @@ func useBackPacks[T float](c *packCache, blocks []fBlock[T], steps ...[]fStep[T]
 	if c == nil {
 		return
 	}
-	lin := func(l *fLinear[T]) {
-		if l != nil && len(l.w) > 0 {
-			l.pkBack = packedPlain(c, l)
-		}
-	}
-	stepsOf := func(ss []fStep[T]) {
-		for i := range ss {
-			lin(ss[i].lin)
-		}
-	}
-	for _, b := range blocks {
-		if b.att != nil {
-			lin(&b.att.out)
-		}
-		stepsOf(b.ffn)
-	}
-	for _, ss := range steps {
-		stepsOf(ss)
+	for _, l := range linears(blocks, steps, false) {
+		l.pkBack = packedPlain(c, l)
 	}
 }
 
