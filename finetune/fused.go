@@ -529,13 +529,8 @@ func newFEmbedder[T float](rd reading, b bartEmbedder) (fEmbedder[T], bool) {
 func (f fEmbedder[T]) embed(seqs [][]int, grads *rowGrads[T], base int) ([]T, []span) {
 	pos := f.b.e.PositionalEncoder
 	d := f.b.table.Dim
-	var ss []span
-	n := 0
-	for _, ids := range seqs {
-		ss = append(ss, span{off: n, n: len(ids)})
-		n += len(ids)
-	}
-	x := make([]T, n*d)
+	ss := spansOf(seqs)
+	x := make([]T, rowsOf(ss)*d)
 	for s, ids := range seqs {
 		for i, id := range ids {
 			at := ss[s].off + i

@@ -612,6 +612,17 @@ func (a *fAttention[T]) forward(x []T, qs []span, m []T, ms []span, train bool) 
 	}
 }
 
+// spansOf lays sequences of these lengths one after the other.
+func spansOf(seqs [][]int) []span {
+	ss := make([]span, len(seqs))
+	n := 0
+	for s, ids := range seqs {
+		ss[s] = span{off: n, n: len(ids)}
+		n += len(ids)
+	}
+	return ss
+}
+
 func rowsOf(ss []span) int {
 	if len(ss) == 0 {
 		return 0

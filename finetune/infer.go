@@ -563,13 +563,8 @@ func (f fEmbedder[T]) embedRow(dst []T, id, pos int, over map[rowUse][]T) {
 // (over nil: the model's own): n×dim rows and the sequences' spans.
 func (f fEmbedder[T]) embedSeqs(seqs [][]int, over []map[rowUse][]T) ([]T, []span) {
 	d := f.b.table.Dim
-	var ss []span
-	n := 0
-	for _, ids := range seqs {
-		ss = append(ss, span{off: n, n: len(ids)})
-		n += len(ids)
-	}
-	x := make([]T, n*d)
+	ss := spansOf(seqs)
+	x := make([]T, rowsOf(ss)*d)
 	for s, ids := range seqs {
 		var o map[rowUse][]T
 		if over != nil {
