@@ -354,6 +354,11 @@ func TestGemmPackedEmptyK(t *testing.T) {
 	require.Equal(t, []float32{1, 2, 3, 1, 2, 3}, c)
 	GemmPacked(false, 2, []float32{}, 1, pk, c, 3, false)
 	require.Equal(t, []float32{0, 0, 0, 0, 0, 0}, c)
+	// No columns (an empty bias) or no rows: nothing to do.
+	require.NotPanics(t, func() {
+		GemmPackedBias(false, 2, []float32{1, 2}, 1, PackB(true, 1, 0, []float32{}, 1), nil, nil, 0)
+		GemmPackedBias(false, 0, nil, 1, pk, []float32{1, 2, 3}, nil, 3)
+	})
 }
 
 // Update repacks only the listed column blocks and leaves the original

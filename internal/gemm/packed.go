@@ -93,6 +93,9 @@ func GemmPacked[T Float](transA bool, m int, a []T, lda int, pk *Packed[T], c []
 // set just before its product (while it is in cache). Values equal
 // setting the rows and calling GemmPacked with accumulate, bit for bit.
 func GemmPackedBias[T Float](transA bool, m int, a []T, lda int, pk *Packed[T], bias []T, c []T, ldc int) {
+	if m == 0 || pk.n == 0 {
+		return
+	}
 	_ = bias[pk.n-1]
 	if pathFor[T]() != pk.pa {
 		for i := 0; i < m; i++ {
